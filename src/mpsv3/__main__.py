@@ -1,0 +1,3 @@
+from mpsv3.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""The event bus: every transition and decision of the supervisor, as one JSON line each.
+
+Why a bus: status, metrics, the console and the tests all want the same facts, and the
+contract makes ``events.jsonl`` the durable record. Producers call ``emit``; subscribers
+(metrics, the control server's followers, tests) get the same dict synchronously. Owned by the
+supervisor and used only from its event-loop thread, so it holds no lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+Event = dict[str, Any]
+Subscriber = Callable[[Event], None]
+
+#: The vocabulary. Emitting a name not listed here is a bug caught by the tests.
+EVENT_NAMES = frozenset(
+    {
+        "lease_acquired", "legacy_lock_removed", "legacy_lock_kept", "orphan_reclaimed",
+        "state", "spawned", "ready", "probe_failed", "probe_passed", "exited", "backoff",
+        "quarantined", "alert", "released", "restarting", "reload", "stopping", "stopped",
+        "port_conflict", "watcher_started", "watcher_fallback", "config_reloaded",
+        "config_rejected", "spawn_failed", "shutdown", "log_dropped",
+    }
+)
+
+
+def utc_timestamp(now: float) -> str:
+    """``2026-11-24T17:08:00.123Z``: the contract's timestamp format."""
+    moment = datetime.fromtimestamp(now, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class EventBus:
+    """Appends events to ``events.jsonl`` and hands them to subscribers.
+
+    Args:
+        path: the ``events.jsonl`` file, or None to keep events in memory only (tests).
+        clock: wall clock for the ``ts`` field; injectable for tests.
+    """
+
+    def __init__(self, path: Path | None, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._subscribers: list[Subscriber] = []
+        self._file: TextIO | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the bus
+
+    def emit(self, event: str, service: str | None = None, **fields: Any) -> Event:
+        """Record one event; ``level`` defaults to ``info`` (``alert`` for quarantine alerts)."""
+        if event not in EVENT_NAMES:
+            raise ValueError(f"unknown event name {event!r}")
+        record: Event = {"ts": utc_timestamp(self._clock()), "service": service, "event": event}
+        record.setdefault("level", "info")
+        record.update(fields)
+        if self._file is not None:
+            self._file.write(json.dumps(record, default=str) + "\n")
+        for subscriber in list(self._subscribers):
+            subscriber(record)
+        return record
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call ``subscriber(event)`` for every later event; returns the unsubscribe function."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber) if subscriber in self._subscribers else None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+
+def read_events(path: Path) -> list[Event]:
+    """Every event of an ``events.jsonl`` (for the CLI and the tests)."""
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

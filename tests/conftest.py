@@ -1,0 +1,69 @@
+"""Shared fixtures: a temp dir per test, free ports, and a check that no test leaves a process.
+
+Every process started during the session inherits ``MPSV3_TEST_RUN``; at the end of each test
+no process carrying this session's marker may be alive except pytest itself (orphans that were
+reparented to init included, since the marker travels in the environment).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+RUN_MARKER = "MPSV3_TEST_RUN"
+os.environ[RUN_MARKER] = uuid.uuid4().hex
+
+
+def _marked_processes() -> list[psutil.Process]:
+    me = os.getpid()
+    mine = os.environ[RUN_MARKER]
+    found = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.pid == me:
+            continue
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(RUN_MARKER) == mine:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Fail the test that leaves a process of this session behind (and kill it)."""
+    yield
+    deadline = time.monotonic() + 5.0
+    left = _marked_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _marked_processes()
+    if left:
+        described = []
+        for proc in left:
+            try:
+                described.append(f"{proc.pid} {' '.join(proc.cmdline())}")
+                proc.kill()
+            except psutil.Error:
+                continue
+        pytest.fail("test left processes behind: " + "; ".join(described))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
