@@ -12,6 +12,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -67,3 +68,21 @@ def free_port() -> int:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def make_stack(tmp_path: Any) -> Iterator[Any]:
+    """Factory of real supervised stacks; every supervisor is stopped at teardown."""
+    from support import Stack
+
+    stacks: list[Stack] = []
+
+    def make(config: str, name: str | None = None, subdir: str = "stack") -> Stack:
+        stack = Stack(tmp_path / subdir, config, name=name or f"t{uuid.uuid4().hex[:8]}")
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        if stack.process is not None:
+            stack.stop()

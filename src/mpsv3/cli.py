@@ -1,0 +1,113 @@
+"""The ``mpsv3`` command: parses arguments, runs one verb, prints errors once, exits.
+
+Only ``main`` calls ``sys.exit``: every failure below it is an ``MpsvError`` or a
+``ConfigInvalid`` value, printed here as one line per problem with its documented exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from mpsv3 import __version__
+from mpsv3.errors import EXIT_CONFIG, EXIT_USAGE, ConfigInvalid, MpsvError
+
+CONFIG_OPTION = click.option(
+    "-c", "--config", "config_path", default="services.yaml", show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path), help="The stack's services.yaml.",
+)
+SET_OPTION = click.option(
+    "--set", "assignments", multiple=True, metavar="VAR=VALUE",
+    help="Set a variable for ${VAR} interpolation (wins over the environment and env:).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mpsv3")
+def main_group() -> None:
+    """mpsv3: supervise a stack of services (dependency order, readiness, backoff, hot reload)."""
+
+
+def load(config_path: Path, assignments: Sequence[str]):  # type: ignore[no-untyped-def]
+    from mpsv3.config.loader import load_config, parse_overrides
+
+    return load_config(config_path, parse_overrides(assignments))
+
+
+@main_group.command()
+@CONFIG_OPTION
+@click.option("--explain", is_flag=True, help="Print the effective config with every default filled in.")
+@SET_OPTION
+def check(config_path: Path, explain: bool, assignments: tuple[str, ...]) -> None:
+    """Validate the config and print the start order in layers."""
+    from mpsv3.config.explain import explain as explain_config
+    from mpsv3.graph import DependencyGraph
+
+    config = load(config_path, assignments)
+    graph = DependencyGraph.from_services(config.services)
+    click.echo(f"{config_path}: ok, instance '{config.name}', {len(config.services)} services")
+    click.echo("start order (services of a layer start in parallel):")
+    for index, layer in enumerate(graph.layers(), 1):
+        click.echo(f"  {index}. {', '.join(layer)}")
+    if explain:
+        click.echo("")
+        click.echo(explain_config(config), nl=False)
+
+
+@main_group.command()
+@CONFIG_OPTION
+@SET_OPTION
+@click.option("--only", "only", multiple=True, metavar="ID", help="Start only these services and their dependencies.")
+@click.option("--quiet", is_flag=True, help="Do not echo service output on the console (it still goes to the log files).")
+def up(config_path: Path, assignments: tuple[str, ...], only: tuple[str, ...], quiet: bool) -> None:
+    """Run the stack in the foreground until Ctrl-C, SIGTERM or `mpsv3 down`."""
+    from mpsv3.config.loader import parse_overrides
+    from mpsv3.output import Console
+    from mpsv3.supervisor import Supervisor
+
+    config = load(config_path, assignments)
+    console = Console()
+    if quiet:
+        console.close()
+        console = None  # type: ignore[assignment]
+    supervisor = Supervisor(config, overrides=parse_overrides(assignments), only=only, console=console)
+    try:
+        code = asyncio.run(supervisor.run())
+    finally:
+        if console is not None:
+            console.close()
+    sys.exit(code)
+
+
+def _register_extensions() -> None:
+    from mpsv3.client_commands import register
+    from mpsv3.export.command import export_command
+
+    register(main_group)
+    main_group.add_command(export_command, "export")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``mpsv3`` console script and ``python -m mpsv3``."""
+    _register_extensions()
+    try:
+        main_group.main(args=list(argv) if argv is not None else None, prog_name="mpsv3", standalone_mode=False)
+    except ConfigInvalid as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        sys.exit(EXIT_CONFIG)
+    except MpsvError as exc:
+        click.echo(f"mpsv3: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("mpsv3: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,67 @@
+"""The runtime state file: which processes this supervisor started, for the next one.
+
+Why a file: a supervisor killed with SIGKILL cannot clean up; the next ``up`` of the same
+instance reads what the previous one recorded (pid, pgid, start time per service) and reclaims
+leftovers that still match. Writes are coalesced to one per loop turn and atomic (write then
+rename), so a crash never leaves half a file. Owned by the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mpsv3.platform import ProcessRecord
+
+if TYPE_CHECKING:
+    from mpsv3.runner import ServiceRunner
+
+
+class RuntimeState:
+    def __init__(self, path: Path, instance: str) -> None:
+        self.path = path
+        self.instance = instance
+        self._scheduled = False
+        self._runners: Mapping[str, ServiceRunner] = {}
+
+    def load_previous(self) -> list[ProcessRecord]:
+        """Records left by a previous run (empty when none, or unreadable)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return [
+                ProcessRecord(service=s, pid=int(r["pid"]), pgid=r.get("pgid"), create_time=float(r["create_time"]))
+                for s, r in data.get("services", {}).items()
+                if data.get("instance") == self.instance
+            ]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+
+    def mark_dirty(self, runners: Mapping[str, ServiceRunner]) -> None:
+        """Schedule one write for this loop turn, however many changes it holds."""
+        self._runners = runners
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        self._scheduled = False
+        services: dict[str, Any] = {}
+        for sid, runner in self._runners.items():
+            tree = runner.tree
+            if tree is not None:
+                services[sid] = {"pid": tree.pid, "pgid": tree.pgid, "create_time": tree.create_time}
+        payload = {"instance": self.instance, "supervisor_pid": os.getpid(), "services": services}
+        tmp = self.path.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps(payload), encoding="utf-8")
+            os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        """After a clean shutdown nothing is left to reclaim."""
+        with contextlib.suppress(OSError):
+            self.path.unlink()
