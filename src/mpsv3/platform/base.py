@@ -1,0 +1,179 @@
+"""What every platform shares: exit statuses, the process-tree protocol, the stop sequence.
+
+Why here: the runner talks to a spawned service only through :class:`ProcessTree`, so
+the POSIX and Windows implementations can differ in how they find and signal a tree while
+the stop sequence (:func:`terminate`) is written once. Nothing in this module touches the
+OS beyond ``signal`` names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+#: Environment variables that mark a process as started by an mpsv3 instance for a service.
+INSTANCE_MARKER = "MPSV3_INSTANCE"
+SERVICE_MARKER = "MPSV3_SERVICE"
+
+#: Tolerance when comparing a recorded process start time with the live one: psutil reports
+#: start times from clock ticks, so two reads of the same process can differ slightly.
+CREATE_TIME_TOLERANCE_S = 0.05
+
+#: How long :func:`terminate` waits for the tree to vanish after the final kill.
+KILL_WAIT_S = 5.0
+
+
+class SpawnError(Exception):
+    """A service could not be started (its program is missing, not executable, bad cwd).
+
+    The message is one line meant for the operator, for example
+    ``cannot start 'foo': No such file or directory``.
+    """
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a service's leader ended: an exit code, or the signal that killed it."""
+
+    code: int | None
+    signal: str | None
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        """Convert a ``subprocess`` return code (negative = killed by that signal)."""
+        if returncode < 0:
+            return cls(code=None, signal=signal_name(-returncode))
+        return cls(code=returncode, signal=None)
+
+    def describe(self) -> str:
+        """``exit 1`` or ``killed by SIGKILL``: the wording used in logs and status."""
+        if self.signal is not None:
+            return f"killed by {self.signal}"
+        return f"exit {self.code}"
+
+
+def signal_name(signum: int) -> str:
+    """``SIGKILL`` for 9; ``signal 42`` for a number without a name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One spawned leader as written to the runtime state file, for reclaiming leftovers."""
+
+    service: str
+    pid: int
+    pgid: int | None
+    create_time: float
+
+
+class ProcessTree(Protocol):
+    """One spawned service: its leader, its group, everything it started.
+
+    Owned by the service's runner task; not shared between tasks.
+    """
+
+    pid: int
+    pgid: int | None
+    create_time: float
+    output: asyncio.StreamReader
+
+    async def wait(self) -> ExitStatus:
+        """The leader's exit, reported by the OS (no polling)."""
+        ...
+
+    def send_signal(self, signame: str) -> None:
+        """Send ``signame`` to the whole tree; never raises when it is already gone."""
+        ...
+
+    def kill(self) -> None:
+        """Kill everything of the tree at once (SIGKILL / TerminateJobObject)."""
+        ...
+
+    def alive_members(self) -> list[int]:
+        """PIDs of the tree still alive: group, descendants and marked escapees."""
+        ...
+
+    async def wait_gone(self, timeout: float) -> bool:
+        """Wait until every member has exited; True if that happened within ``timeout``."""
+        ...
+
+
+def process_markers(instance: str, service: str) -> dict[str, str]:
+    """The environment entries that let a later supervisor recognise its own processes.
+
+    The runner puts them into every service's environment; they are inherited by every
+    descendant, including ones that escape the process group.
+    """
+    return {INSTANCE_MARKER: instance, SERVICE_MARKER: service}
+
+
+async def terminate(tree: ProcessTree, signame: str, grace_s: float) -> ExitStatus:
+    """Stop a tree: ``signame`` to all of it, ``grace_s`` to leave, then kill what is left.
+
+    Args:
+        tree: the spawned service.
+        signame: the graceful stop signal, e.g. ``SIGTERM``.
+        grace_s: how long the whole tree (leader and every member) may take to exit.
+
+    Returns:
+        The leader's exit status (``killed by SIGKILL`` when the grace period ran out
+        before the leader itself exited).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(grace_s, 0.0)
+    tree.send_signal(signame)
+    leader = asyncio.ensure_future(tree.wait())
+    try:
+        await asyncio.wait_for(asyncio.shield(leader), timeout=max(deadline - loop.time(), 0.0))
+        all_gone = await tree.wait_gone(max(deadline - loop.time(), 0.0))
+    except asyncio.TimeoutError:
+        all_gone = False
+    if not all_gone:
+        tree.kill()
+        await leader
+        if not await tree.wait_gone(KILL_WAIT_S):
+            tree.kill()
+            await tree.wait_gone(KILL_WAIT_S)
+    return await leader
+
+
+def runtime_dir() -> Path:
+    """Where leases live: ``$MPSV3_RUNTIME_DIR``, else a per-user runtime or temp dir.
+
+    POSIX: ``$XDG_RUNTIME_DIR/mpsv3``, else ``<tempdir>/mpsv3-<uid>``. Windows:
+    ``%LOCALAPPDATA%\\mpsv3``, else ``<tempdir>\\mpsv3-<user>``. Created with mode 0700.
+    """
+    explicit = os.environ.get("MPSV3_RUNTIME_DIR")
+    if explicit:
+        path = Path(explicit)
+    elif sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        user = os.environ.get("USERNAME", "user")
+        path = Path(local) / "mpsv3" if local else Path(tempfile.gettempdir()) / f"mpsv3-{user}"
+    else:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        if xdg and Path(xdg).is_dir():
+            path = Path(xdg) / "mpsv3"
+        else:
+            path = Path(tempfile.gettempdir()) / f"mpsv3-{os.getuid()}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def lease_file_name(name: str) -> str:
+    """A file- and mutex-name-safe, collision-free form of an instance name (``%XX``)."""
+    return _UNSAFE_NAME_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)

@@ -1,0 +1,258 @@
+"""Linux extras: prctl (subreaper, parent-death signal), pidfd waiting, orphan reaping.
+
+Why here: these are the Linux-only guarantees behind "a killed supervisor leaves no
+orphans" and "a double-forked daemon cannot escape a stop". ``posix.py`` uses them when it
+runs on Linux; everything here is process-wide state owned by the supervisor process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+assert sys.platform == "linux"
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+
+#: Leaders that this process forked and that someone (asyncio) will wait for: the orphan
+#: reaper must never reap them. Filled by ``spawn`` and by :class:`TrackingPidfdWatcher`.
+_owned_children: set[int] = set()
+#: True once :class:`TrackingPidfdWatcher` sees every child asyncio creates.
+_tracking_asyncio = False
+
+
+def prctl(option: int, arg: int) -> None:
+    """Call ``prctl(option, arg, 0, 0, 0)``; raise ``OSError`` on failure."""
+    if _prctl(option, arg, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def set_child_subreaper() -> None:
+    """Make this process inherit the orphans of its descendants instead of init."""
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def is_child_subreaper() -> bool:
+    """Whether :func:`set_child_subreaper` is in effect for this process."""
+    value = ctypes.c_int(0)
+    if _prctl(PR_GET_CHILD_SUBREAPER, ctypes.addressof(value), 0, 0, 0) != 0:
+        return False
+    return value.value != 0
+
+
+def pdeathsig_preexec(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that SIGKILLs the child when the forking thread of the parent dies.
+
+    The spawning thread must be the supervisor's main (event loop) thread: Linux fires the
+    parent-death signal when the *thread* that forked exits. If the parent already died
+    between fork and prctl, the child kills itself at once.
+    """
+
+    def preexec() -> None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def register_child(pid: int) -> None:
+    """Mark ``pid`` as a child that its spawner waits for (the reaper leaves it alone)."""
+    _owned_children.add(pid)
+
+
+def forget_child(pid: int) -> None:
+    """The spawner has collected ``pid``'s exit status."""
+    _owned_children.discard(pid)
+
+
+class TrackingPidfdWatcher(asyncio.AbstractChildWatcher):
+    """asyncio's pidfd child watcher, loop-agnostic, recording which children it owns.
+
+    Python 3.10/3.11's ``PidfdChildWatcher`` is bound to one loop; this one (like 3.12's)
+    uses the running loop of each call. It also registers every pid in the set the orphan
+    reaper consults, so the reaper never steals an exit status asyncio is waiting for.
+    """
+
+    def __enter__(self) -> TrackingPidfdWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def is_active(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        return None
+
+    def add_child_handler(  # type: ignore[override]  # variadic generic of the stub
+        self, pid: int, callback: Callable[..., object], *args: Any
+    ) -> None:
+        register_child(pid)
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(pid)
+        loop.add_reader(pidfd, self._do_wait, loop, pid, pidfd, callback, args)
+
+    def remove_child_handler(self, pid: int) -> bool:
+        # Handlers are removed when they fire; asyncio only calls this when a spawn failed.
+        return False
+
+    def _do_wait(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pid: int,
+        pidfd: int,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+    ) -> None:
+        loop.remove_reader(pidfd)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            returncode = 255
+        else:
+            returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            os.close(pidfd)
+            forget_child(pid)
+        callback(pid, returncode, *args)
+
+
+def install_child_watcher() -> None:
+    """Route asyncio's child reaping through :class:`TrackingPidfdWatcher` (Python < 3.14)."""
+    global _tracking_asyncio
+    if sys.version_info >= (3, 14) or _tracking_asyncio:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_child_watcher(TrackingPidfdWatcher())
+    _tracking_asyncio = True
+
+
+def reap_orphans() -> list[int]:
+    """Reap exited children that nobody else waits for (orphans adopted as subreaper).
+
+    A zombie child is reaped only if it is not a tracked spawn, and it is in another
+    session than ours (so a plain ``subprocess`` child of this process is never touched).
+    When asyncio's children cannot be tracked, session leaders are left alone as well,
+    since asyncio may have started them with ``start_new_session``.
+
+    Returns:
+        The pids reaped.
+    """
+    own_sid = os.getsid(0)
+    reaped: list[int] = []
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return reaped
+    for child in children:
+        pid = child.pid
+        try:
+            if pid in _owned_children or child.status() != psutil.STATUS_ZOMBIE:
+                continue
+            sid = os.getsid(pid)
+        except (psutil.Error, OSError):
+            continue
+        if sid == own_sid or (not _tracking_asyncio and sid == pid):
+            continue
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped.append(pid)
+        except ChildProcessError:
+            continue
+    return reaped
+
+
+def prepare_supervisor(loop: asyncio.AbstractEventLoop) -> None:
+    """Become a child subreaper and reap adopted orphans on SIGCHLD (see ``platform``)."""
+    set_child_subreaper()
+    install_child_watcher()
+    loop.add_signal_handler(signal.SIGCHLD, reap_orphans)
+
+
+async def wait_pids_exit(pids: Iterable[int], timeout: float) -> bool:
+    """Wait until every pid has exited, event-driven through pidfds.
+
+    Works for any process, not only children. A pid that is already gone counts as
+    exited. Raises ``OSError`` when the kernel has no pidfd support (the caller falls back).
+
+    Returns:
+        True if all exited within ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    pending: set[int] = set()
+
+    def exited(fd: int) -> None:
+        loop.remove_reader(fd)
+        pending.discard(fd)
+        os.close(fd)
+        if not pending and not done.done():
+            done.set_result(None)
+
+    try:
+        for pid in set(pids):
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            pending.add(fd)
+            loop.add_reader(fd, exited, fd)
+        if not pending:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout=max(timeout, 0.0))
+        except asyncio.TimeoutError:
+            return False
+        return True
+    finally:
+        for fd in pending:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+def flock_holder(path: Path) -> int | None:
+    """The pid holding a ``flock`` on ``path`` per ``/proc/locks``; None if nobody does.
+
+    Authoritative (the kernel's own table), unlike the PID written into the file, which a
+    new holder writes only a moment after it acquired the lock.
+
+    Raises:
+        OSError: the lock table cannot be read.
+    """
+    table = Path("/proc/locks").read_text()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            try:
+                return int(fields[4])
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,401 @@
+"""POSIX process control: a session per service, group signals, flock lease.
+
+Why here: on POSIX a service's "tree" is its session/process group (``setsid`` at spawn)
+plus whatever escaped it but still carries the service's environment markers. On Linux
+the extras in ``linux.py`` (parent-death signal, subreaper, pidfd waits) make this tight;
+elsewhere the same code runs with kqueue or a helper thread for waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psutil
+
+from mpsv3.platform.base import (
+    INSTANCE_MARKER,
+    KILL_WAIT_S,
+    SERVICE_MARKER,
+    ExitStatus,
+    SpawnError,
+    lease_file_name,
+    runtime_dir,
+)
+from mpsv3.platform.leader import LeaderProcess, start_leader
+from mpsv3.platform.scan import is_alive, iter_marked, self_and_ancestors
+
+assert sys.platform != "win32"
+
+if sys.platform == "linux":
+    from mpsv3.platform import linux
+
+#: Line limit of the output stream (a longer line is an error for ``readline``).
+OUTPUT_LIMIT = 1 << 20
+
+
+def parse_signal(signame: str) -> signal.Signals:
+    """``SIGTERM``, ``TERM`` or ``15`` -> ``signal.SIGTERM``; ``ValueError`` if unknown."""
+    name = signame.strip().upper()
+    if name.isdigit():
+        return signal.Signals(int(name))
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return signal.Signals[name]
+    except KeyError:
+        raise ValueError(f"unknown signal {signame!r}") from None
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``."""
+    members = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and _pgid_of(proc.pid) == pgid:
+            members.append(proc.pid)
+    return members
+
+
+async def wait_pids_exit(pids: Iterable[int], timeout: float) -> bool:
+    """Wait, without polling on the loop, until every pid has exited.
+
+    Linux: pidfds. BSD/macOS: kqueue ``NOTE_EXIT``. Elsewhere: psutil in a thread.
+
+    Returns:
+        True if all exited within ``timeout`` seconds.
+    """
+    wanted = set(pids)
+    if not wanted:
+        return True
+    if sys.platform == "linux":
+        try:
+            return await linux.wait_pids_exit(wanted, timeout)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSYS, errno.EPERM):
+                raise
+    elif sys.platform != "win32":
+        return await _kqueue_wait(wanted, timeout)
+    return await _thread_wait(wanted, timeout)
+
+
+async def _thread_wait(pids: set[int], timeout: float) -> bool:
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.Error:
+            continue
+    _, alive = await asyncio.to_thread(psutil.wait_procs, procs, max(timeout, 0.0))
+    return not [proc for proc in alive if is_alive(proc)]
+
+
+if sys.platform != "linux" and sys.platform != "win32":
+    import select
+
+    async def _kqueue_wait(pids: set[int], timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        kq = select.kqueue()
+        pending: set[int] = set()
+        done: asyncio.Future[None] = loop.create_future()
+        try:
+            for pid in pids:
+                event = select.kevent(
+                    pid,
+                    filter=select.KQ_FILTER_PROC,
+                    flags=select.KQ_EV_ADD | select.KQ_EV_ONESHOT,
+                    fflags=select.KQ_NOTE_EXIT,
+                )
+                try:
+                    kq.control([event], 0, 0)
+                except ProcessLookupError:
+                    continue
+                pending.add(pid)
+
+            def readable() -> None:
+                for event in kq.control(None, 64, 0):
+                    pending.discard(event.ident)
+                if not pending and not done.done():
+                    done.set_result(None)
+
+            if not pending:
+                return True
+            loop.add_reader(kq.fileno(), readable)
+            try:
+                await asyncio.wait_for(asyncio.shield(done), timeout=max(timeout, 0.0))
+            except asyncio.TimeoutError:
+                return False
+            return True
+        finally:
+            loop.remove_reader(kq.fileno())
+            kq.close()
+
+
+class PosixProcessTree:
+    """A service spawned as the leader of a new session (pgid == pid).
+
+    Owned by the service's runner task. Members are the group, the leader's descendants,
+    and processes carrying this service's markers (double-forked escapees).
+    """
+
+    def __init__(self, proc: LeaderProcess, env: dict[str, str]) -> None:
+        self._proc = proc
+        self.pid: int = proc.pid
+        self.pgid: int | None = proc.pid
+        self.output: asyncio.StreamReader = proc.output
+        try:
+            self.create_time: float = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            self.create_time = time.time()
+        instance, service = env.get(INSTANCE_MARKER), env.get(SERVICE_MARKER)
+        self._markers = (instance, service) if instance and service else None
+
+    async def wait(self) -> ExitStatus:
+        returncode = await self._proc.wait()
+        if sys.platform == "linux":
+            linux.forget_child(self.pid)
+        return ExitStatus.from_returncode(returncode)
+
+    def alive_members(self) -> list[int]:
+        excluded = self_and_ancestors()
+        members: set[int] = set()
+        pgid = self.pgid
+        for proc in psutil.process_iter(["pid", "status"]):
+            if proc.pid in excluded or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if pgid is not None and _pgid_of(proc.pid) == pgid:
+                members.add(proc.pid)
+        if self._proc.returncode is None:
+            try:
+                leader = psutil.Process(self.pid)
+                members.update(c.pid for c in leader.children(recursive=True) if is_alive(c))
+            except psutil.Error:
+                pass
+        if self._markers is not None:
+            instance, service = self._markers
+            members.update(proc.pid for proc in iter_marked(instance, service))
+        members -= excluded
+        return sorted(members)
+
+    def _signal_all(self, signum: signal.Signals) -> None:
+        members = self.alive_members()
+        pgid = self.pgid
+        # The pgid cannot name a stranger's group while our leader is unreaped or any
+        # member of the group is alive (the kernel keeps the number in use until then).
+        if pgid is not None and (self._proc.returncode is None or pgid in map(_pgid_of, members)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signum)
+        for pid in members:
+            if pgid is not None and _pgid_of(pid) == pgid:
+                continue
+            try:
+                os.kill(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                continue
+
+    def send_signal(self, signame: str) -> None:
+        self._signal_all(parse_signal(signame))
+
+    def kill(self) -> None:
+        self._signal_all(signal.SIGKILL)
+
+    async def wait_gone(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while True:
+            members = self.alive_members()
+            if not members:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await wait_pids_exit(members, remaining)
+
+
+def _spawn_error(argv: list[str], exc: OSError) -> SpawnError:
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and str(exc.filename) != argv[0]:
+        reason = f"{reason}: {exc.filename}"
+    return SpawnError(f"cannot start {argv[0]!r}: {reason}")
+
+
+async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> PosixProcessTree:
+    """Start ``argv`` as the leader of a new session, output merged into one pipe.
+
+    Linux: the leader gets SIGKILL if the supervisor dies (parent-death signal); call this
+    from the event loop's (main) thread.
+
+    Raises:
+        SpawnError: the program cannot be executed (missing, not executable, bad cwd).
+    """
+    if not argv:
+        raise SpawnError("cannot start an empty command")
+    preexec: Callable[[], None] | None = None
+    if sys.platform == "linux":
+        preexec = linux.pdeathsig_preexec(os.getpid())
+    try:
+        proc = await start_leader(
+            argv,
+            OUTPUT_LIMIT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    except OSError as exc:
+        raise _spawn_error(argv, exc) from exc
+    if sys.platform == "linux":
+        linux.register_child(proc.pid)
+    return PosixProcessTree(proc, env)
+
+
+def prepare_supervisor(loop: asyncio.AbstractEventLoop) -> None:
+    """Linux: become a child subreaper and reap adopted orphans. Elsewhere: nothing."""
+    if sys.platform == "linux":
+        linux.prepare_supervisor(loop)
+
+
+async def reclaim(procs: list[psutil.Process], grace_s: float = 3.0) -> list[int]:
+    """Stop leftovers of an earlier run: SIGTERM (to their groups too), wait, SIGKILL.
+
+    Descendants and group members of each process are included. psutil's ``send_signal``
+    checks the start time again, so a pid reused meanwhile is not hit.
+
+    Returns:
+        Every pid that was signalled, sorted.
+    """
+    targets: dict[int, psutil.Process] = {}
+    leaders: set[int] = set()
+    excluded = self_and_ancestors()
+    for proc in procs:
+        if proc.pid in excluded or not is_alive(proc):
+            continue
+        targets[proc.pid] = proc
+        try:
+            for child in proc.children(recursive=True):
+                targets.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
+        if _pgid_of(proc.pid) == proc.pid:
+            leaders.add(proc.pid)
+            for pid in group_members(proc.pid):
+                if pid not in excluded:
+                    try:
+                        targets.setdefault(pid, psutil.Process(pid))
+                    except psutil.Error:
+                        continue
+
+    def send(signum: signal.Signals) -> None:
+        for pid in leaders:
+            if is_alive(targets[pid]):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signum)
+        for proc in targets.values():
+            try:
+                proc.send_signal(signum)
+            except psutil.Error:
+                continue
+
+    send(signal.SIGTERM)
+    if not await wait_pids_exit(targets, grace_s):
+        send(signal.SIGKILL)
+        await wait_pids_exit([p.pid for p in targets.values() if is_alive(p)], KILL_WAIT_S)
+    return sorted(targets)
+
+
+def _first_int(text: str) -> int | None:
+    match = re.search(r"\d+", text)
+    return int(match.group()) if match else None
+
+
+class SingletonLease:
+    """OS-level lease for an instance name: ``flock`` on ``<runtime dir>/<name>.lock``.
+
+    The kernel drops the lock when the holder dies (kill -9 included), so the file left on
+    disk never decides anything; the PID written into it is only for messages. The lock
+    descriptor is close-on-exec, so services never inherit the lease. Owned by the
+    supervisor's main task.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.path = runtime_dir() / f"{lease_file_name(name)}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lease without blocking; True if we hold it now."""
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return True
+
+    def holder_pid(self) -> int | None:
+        """Who holds the lease now, or None when nobody does.
+
+        Linux reads the kernel's lock table. Elsewhere a probe lock tells whether anyone
+        holds it, and the PID comes from the file (written by the holder right after
+        acquiring).
+        """
+        if self._fd is not None:
+            return os.getpid()
+        if sys.platform == "linux":
+            try:
+                return linux.flock_holder(self.path)
+            except OSError:
+                pass
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _first_int(os.pread(fd, 64, 0).decode(errors="replace"))
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Give the lease up (idempotent); the file stays, emptied."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> SingletonLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
