@@ -1,0 +1,312 @@
+"""Readiness and liveness checks: one attempt of a probe, bounded in time, as a value.
+
+Who owns what: a service's runner decides *when* to probe (poll period, interval, thresholds);
+this module only answers "does the probe pass right now?" with a ``ProbeResult``. A failure of
+any kind (refused, timed out, wrong status, bad exit code) is a result, never an exception, so
+that the runner's state machine has one path for "not yet". The polled kinds are ``tcp``,
+``http_get``, ``exec`` and ``redis_ping``; ``log`` readiness is event-driven through
+``LogMatcher`` (the runner feeds it output lines) and ``notify`` through ``NotifySocket``.
+
+``ProbeRunner`` is created once per supervisor and owns the one shared HTTP client (connection
+reuse across attempts and services); it is used from the supervisor's event loop only. Each
+attempt runs in its own ``timeout`` scope, so a hung probe never blocks any other task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mpsv3._compat import timeout
+from mpsv3.config.schema import (
+    ExecCheck,
+    HttpGetCheck,
+    LivenessSpec,
+    ReadinessSpec,
+    RedisPingCheck,
+    TcpCheck,
+)
+from mpsv3.notify import NotifySocket
+
+__all__ = [
+    "POLLED_KINDS",
+    "LogMatcher",
+    "NotifySocket",
+    "ProbeResult",
+    "ProbeRunner",
+    "describe_probe",
+    "run_check",
+]
+
+#: The kinds that ``ProbeRunner.check`` can run; ``log`` and ``notify`` are event-driven.
+POLLED_KINDS = ("tcp", "http_get", "exec", "redis_ping")
+
+REDIS_PING = b"*1\r\n$4\r\nPING\r\n"
+REDIS_PONG = b"+PONG\r\n"
+
+ProbeSpec = ReadinessSpec | LivenessSpec
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one probe attempt.
+
+    Attributes:
+        ok: True when the probe passed.
+        reason: ``""`` when ok; otherwise one line saying why, e.g. ``"connection refused"``,
+            ``"HTTP 503"``, ``"timed out after 2.0s"``, ``"exit 3"``.
+        elapsed_ms: Wall time the attempt took.
+    """
+
+    ok: bool
+    reason: str
+    elapsed_ms: float
+
+
+class _CheckFailed(Exception):
+    """Internal: a probe attempt failed for the one-line reason in ``args[0]``."""
+
+
+def describe_probe(spec: ProbeSpec) -> str:
+    """A one-line description of a probe for status output and events.
+
+    Examples: ``"http_get http://127.0.0.1:8000/api/ping"``, ``"tcp 127.0.0.1:6379"``,
+    ``"exec pg_isready -q"``, ``"redis_ping 127.0.0.1:6379"``, ``"log 'listening on'"``,
+    ``"notify"``.
+    """
+    kind = spec.kind()
+    check = spec.check()
+    if isinstance(check, TcpCheck | RedisPingCheck):
+        return f"{kind} {_host_port(check.host, check.port)}"
+    if isinstance(check, HttpGetCheck):
+        suffix = "" if check.expect_status == 200 else f" (expect {check.expect_status})"
+        return f"{kind} {check.url}{suffix}"
+    if isinstance(check, ExecCheck):
+        return f"{kind} {shlex.join(check.cmd)}"
+    if kind == "log":
+        return f"log {check.pattern!r}"
+    return kind
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class LogMatcher:
+    """Readiness by output: the runner feeds every output line; one match means ready.
+
+    Owned by one service runner for one spawn (make a new one per spawn). ``matched`` stays
+    True after the first match; later lines are still answered so the runner may log them.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._regex = re.compile(pattern)
+        self.matched = False
+
+    def feed(self, line: str) -> bool:
+        """Return True when ``line`` matches the pattern (``re.search``) and remember it."""
+        if self._regex.search(line) is None:
+            return False
+        self.matched = True
+        return True
+
+
+class ProbeRunner:
+    """Runs single probe attempts; owns the HTTP client shared by every ``http_get`` probe.
+
+    Created once per supervisor and closed with ``aclose()`` at shutdown. Not thread-safe: use
+    it from the supervisor's event loop only. Concurrent ``check`` calls are fine (each attempt
+    has its own timeout scope; the client pools connections).
+    """
+
+    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client or httpx.AsyncClient(trust_env=False, follow_redirects=False)
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client and its pooled connections."""
+        await self._client.aclose()
+
+    async def check(
+        self, spec: ProbeSpec, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
+    ) -> ProbeResult:
+        """Run one attempt of a polled probe, bounded by ``timeout_s``.
+
+        Args:
+            spec: A readiness or liveness spec whose kind is in ``POLLED_KINDS``.
+            timeout_s: Upper bound for the whole attempt (connect, request, answer, exit).
+            cwd: Working directory of an ``exec`` probe's command.
+            env: Full environment of an ``exec`` probe's command.
+
+        Returns:
+            The result; every failure, including the timeout, is a result with a reason.
+
+        Raises:
+            ValueError: ``spec`` is a ``log`` or ``notify`` probe, which are not polled.
+        """
+        kind = spec.kind()
+        if kind not in POLLED_KINDS:
+            raise ValueError(f"{kind} probes are event-driven, not polled")
+        started = time.monotonic()
+        try:
+            async with timeout(timeout_s):
+                await self._attempt(spec.check(), timeout_s, cwd=cwd, env=env)
+        except (TimeoutError, asyncio.TimeoutError, httpx.TimeoutException):
+            return _result(started, f"timed out after {timeout_s}s")
+        except _CheckFailed as exc:
+            return _result(started, str(exc.args[0]))
+        except httpx.HTTPError as exc:
+            return _result(started, _http_error_reason(exc))
+        except OSError as exc:
+            return _result(started, _os_error_reason(exc))
+        return _result(started, "")
+
+    async def _attempt(
+        self, check: Any, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
+    ) -> None:
+        if isinstance(check, TcpCheck):
+            await _check_tcp(check)
+        elif isinstance(check, HttpGetCheck):
+            await self._check_http(check, timeout_s)
+        elif isinstance(check, ExecCheck):
+            await _check_exec(check, cwd=cwd, env=env)
+        elif isinstance(check, RedisPingCheck):
+            await _check_redis(check)
+        else:
+            raise AssertionError(f"unknown probe settings {check!r}")
+
+    async def _check_http(self, check: HttpGetCheck, timeout_s: float) -> None:
+        response = await self._client.get(check.url, timeout=timeout_s)
+        if response.status_code != check.expect_status:
+            if check.expect_status == 200:
+                raise _CheckFailed(f"HTTP {response.status_code}")
+            raise _CheckFailed(f"HTTP {response.status_code}, expected {check.expect_status}")
+
+
+async def run_check(
+    spec: ProbeSpec, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
+) -> ProbeResult:
+    """One attempt of a polled probe with a throwaway HTTP client (see ``ProbeRunner.check``)."""
+    runner = ProbeRunner()
+    try:
+        return await runner.check(spec, timeout_s, cwd=cwd, env=env)
+    finally:
+        await runner.aclose()
+
+
+def _result(started: float, reason: str) -> ProbeResult:
+    elapsed_ms = (time.monotonic() - started) * 1000.0
+    return ProbeResult(ok=not reason, reason=reason, elapsed_ms=elapsed_ms)
+
+
+# ------------------------------------------------------------------------------ the kinds
+
+
+async def _check_tcp(check: TcpCheck) -> None:
+    _, writer = await asyncio.open_connection(check.host, check.port)
+    await _close_writer(writer)
+
+
+async def _check_redis(check: RedisPingCheck) -> None:
+    reader, writer = await asyncio.open_connection(check.host, check.port)
+    try:
+        writer.write(REDIS_PING)
+        await writer.drain()
+        try:
+            line = await reader.readline()
+        except ValueError:  # a line longer than the reader's limit
+            raise _CheckFailed("reply line too long instead of PONG") from None
+    finally:
+        await _close_writer(writer)
+    if line == REDIS_PONG:
+        return
+    if not line:
+        raise _CheckFailed("connection closed before a reply to PING")
+    reply = line.rstrip(b"\r\n")
+    raise _CheckFailed(f"got {reply!r} instead of PONG")
+
+
+async def _close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:  # reset by the peer while closing: the check has its answer already
+        return
+
+
+async def _check_exec(check: ExecCheck, *, cwd: Path, env: Mapping[str, str]) -> None:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *check.cmd,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise _CheckFailed(f"cannot run {check.cmd[0]!r}: {_os_error_reason(exc)}") from None
+    try:
+        code = await proc.wait()
+    finally:
+        # Timed out, cancelled, or exited leaving children: nothing of the probe may outlive it.
+        _kill_process_group(proc)
+        if proc.returncode is None:
+            await proc.wait()
+    if code != 0:
+        raise _CheckFailed(f"exit {code}" if code > 0 else f"killed by signal {-code}")
+
+
+def _kill_process_group(proc: asyncio.subprocess.Process) -> None:
+    """Kill an ``exec`` probe's command and everything in its session's process group.
+
+    POSIX: the command leads its own process group (``start_new_session``), so ``killpg``
+    also reaches its children. Elsewhere only the process itself can be killed.
+    """
+    killpg = getattr(os, "killpg", None)
+    if killpg is not None:
+        try:
+            killpg(proc.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        except (ProcessLookupError, PermissionError):
+            return  # the group is already gone
+        return
+    if proc.returncode is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            return
+
+
+# ------------------------------------------------------------------------------ reasons
+
+
+def _os_error_reason(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if "Connection refused" in str(exc):  # "Multiple exceptions: ..." from several addresses
+        return "connection refused"
+    if exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _http_error_reason(exc: httpx.HTTPError) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError) or "Connection refused" in str(cause):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
