@@ -162,7 +162,10 @@ def test_second_up_of_the_same_instance_exits_75(make_stack: Any) -> None:
     started = time.monotonic()
     second = subprocess.run(
         [sys.executable, "-m", "mpsv3", "up", "-c", str(stack.config_path)],
-        env=stack.env, capture_output=True, text=True, timeout=30,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert second.returncode == 75
     assert f"is already supervised by PID {first.pid}" in second.stderr
@@ -189,7 +192,10 @@ def test_flood_of_200k_lines_reaches_the_log_whole(make_stack: Any) -> None:
     lines = (stack.state_dir / "logs" / "flood.log").read_text().splitlines()
     assert len(lines) == 200000
     assert lines[0] == "line 000000 the quick brown fox jumps over the lazy dog"
-    assert all(line == f"line {i:06d} the quick brown fox jumps over the lazy dog" for i, line in enumerate(lines))
+    assert all(
+        line == f"line {i:06d} the quick brown fox jumps over the lazy dog"
+        for i, line in enumerate(lines)
+    )
     stack.stop()
 
 
@@ -215,8 +221,12 @@ def test_log_files_rotate_by_size(make_stack: Any) -> None:
     stack.stop()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal and subreaper are Linux")
-def test_killed_supervisor_leaves_no_process_and_next_up_reclaims(make_stack: Any, port: int) -> None:
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="parent-death signal and subreaper are Linux"
+)
+def test_killed_supervisor_leaves_no_process_and_next_up_reclaims(
+    make_stack: Any, port: int
+) -> None:
     daemon = """
         import os, sys, time
         if os.fork() == 0:
@@ -245,7 +255,10 @@ def test_killed_supervisor_leaves_no_process_and_next_up_reclaims(make_stack: An
     sup.wait()
     stack.process = None
     time.sleep(2)
-    assert not psutil.pid_exists(plain_pid) or psutil.Process(plain_pid).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(plain_pid)
+        or psutil.Process(plain_pid).status() == psutil.STATUS_ZOMBIE
+    )
     survivors = [p for p in marked if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert len(survivors) == 1, "the double-forked daemon survives its supervisor's SIGKILL"
     stack.start()
@@ -255,7 +268,11 @@ def test_killed_supervisor_leaves_no_process_and_next_up_reclaims(make_stack: An
     assert stack.stop() == 0
     # the new run's own daemon is found through its marker at stop
     time.sleep(0.5)
-    assert not [p for p in psutil.process_iter() if _instance_of(p) == name and p.status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p
+        for p in psutil.process_iter()
+        if _instance_of(p) == name and p.status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def _instance_of(proc: psutil.Process) -> str | None:
@@ -267,7 +284,11 @@ def _instance_of(proc: psutil.Process) -> str | None:
 
 def test_foreign_port_holder_is_reported_and_left_alive(make_stack: Any, port: int) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(1000)"],
+        [
+            sys.executable,
+            "-c",
+            f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(1000)",
+        ],
     )
     try:
         time.sleep(0.5)
