@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 SERVICE_ID = re.compile(r"^[a-z0-9_-]+$")
 
@@ -26,7 +26,16 @@ SIGNAL_NAMES = (
     "SIGCONT", "SIGSTOP", "SIGWINCH", "SIGBREAK",
 )
 
-PortNumber = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _not_a_bool(value: Any) -> Any:
+    """YAML's ``true`` is not the number 1: refuse it where a number is expected."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+PortNumber = Annotated[int, BeforeValidator(_not_a_bool), Field(ge=1, le=65535)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
@@ -257,10 +266,18 @@ class ServiceSpec(Model):
             raise ValueError(f"bad service id {value!r}: use lowercase letters, digits, _ and -")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shell_keeps_string(cls, data: Any) -> Any:
+        """With ``shell: true`` a string command goes to the shell as written, quotes included."""
+        if isinstance(data, dict) and data.get("shell") is True and isinstance(data.get("cmd"), str):
+            return {**data, "cmd": [data["cmd"]]}
+        return data
+
     def argv(self) -> list[str]:
         """The argv to execute: ``cmd`` itself, or a POSIX shell running it when ``shell`` is set."""
         if self.shell:
-            return ["/bin/sh", "-c", " ".join(self.cmd)]
+            return ["/bin/sh", "-c", self.cmd[0] if len(self.cmd) == 1 else shlex.join(self.cmd)]
         return list(self.cmd)
 
 
@@ -281,7 +298,7 @@ class LogsSpec(Model):
 class StackSpec(Model):
     """A whole ``services.yaml``. ``name`` and ``state_dir`` are resolved by the loader."""
 
-    version: Literal[1]
+    version: Annotated[Literal[1], BeforeValidator(_not_a_bool)]
     name: str | None = None
     state_dir: str = ".mpsv3"
     env: dict[str, str] = {}
