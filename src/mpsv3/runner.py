@@ -174,6 +174,8 @@ class ServiceRunner:
                 self._set_state(State.STOPPED, None)
             await self._wait_poke()
             return
+        if self.state in RESTING:
+            self._set_state(State.PENDING, "starting")
         ready, why = self.ctx.dependencies_ready(self.spec)
         if not ready:
             self._set_state(State.PENDING, why)

@@ -13,8 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import psutil
@@ -79,6 +78,7 @@ class Supervisor:
         self._watcher: Any = None
         self._metrics: Any = None
         self._pending_dependents_restart: set[str] = set()
+        self._chores: set[asyncio.Task[None]] = set()
         self._ctx: RunnerContext | None = None
 
     # ------------------------------------------------------------------------- lifecycle
@@ -124,7 +124,7 @@ class Supervisor:
                         self.runners[sid].start()
                 await self._shutdown.wait()
                 await self._stop_all()
-                for task in self.tasks.values():
+                for task in [*self.tasks.values(), *self._chores]:
                     task.cancel()
                 await self._stop_control_plane()
         finally:
@@ -134,6 +134,13 @@ class Supervisor:
             reporter.close()
             bus.close()
         return EXIT_OK
+
+    def _background(self, chore: Coroutine[Any, Any, None]) -> None:
+        """Run a chore (watcher, alert, reload) in the supervisor's task group until shutdown."""
+        assert self._group is not None
+        task = self._group.create_task(chore)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     def request_shutdown(self) -> None:
         if self._shutdown is not None:
@@ -233,12 +240,12 @@ class Supervisor:
         if runner.state is State.READY and runner.spec.id in self._pending_dependents_restart:
             self._pending_dependents_restart.discard(runner.spec.id)
             assert self._group is not None
-            self._group.create_task(self._restart_dependents(runner.spec.id))
+            self._background(self._restart_dependents(runner.spec.id))
 
     def _on_quarantine(self, runner: ServiceRunner, reason: str) -> None:
         alert_cmd = self.config.stack.alert_cmd
         if alert_cmd and runner.spec.criticality in ("critical", "core") and self._group is not None:
-            self._group.create_task(self._run_alert(list(alert_cmd), runner.spec.id, reason))
+            self._background(self._run_alert(list(alert_cmd), runner.spec.id, reason))
 
     async def _run_alert(self, argv: list[str], service: str, reason: str) -> None:
         assert self.bus is not None
@@ -319,17 +326,20 @@ class Supervisor:
             return
         from mpsv3.watcher import FileWatcher
 
-        assert self._group is not None and self.bus is not None
-        bus = self.bus
+        assert self.bus is not None
         self._watcher = FileWatcher(
             self.config.root,
             table,
             excluded_dirs=[self.state_dir],
             on_change=self._on_files_changed,
-            on_problem=lambda message: bus.emit("watcher_fallback", reason=message, level="warning"),
+            on_problem=self._on_watcher_problem,
         )
-        self._group.create_task(self._watcher.run(), name="watcher")
-        bus.emit("watcher_started", services=sorted(table))
+        self._background(self._watcher.run())
+        self.bus.emit("watcher_started", services=sorted(table))
+
+    def _on_watcher_problem(self, message: str) -> None:
+        assert self.bus is not None
+        self.bus.emit("watcher_fallback", reason=message, level="warning")
 
     def _on_files_changed(self, batch: Any) -> None:
         runner = self.runners.get(batch.service)
@@ -420,7 +430,7 @@ class Supervisor:
         self.config = new
         self.graph = DependencyGraph.from_services(new.services)
         assert self._group is not None
-        self._group.create_task(self._apply_changes(removed, added, changed, new_specs))
+        self._background(self._apply_changes(removed, added, changed, new_specs))
         return {"added": added, "removed": removed, "changed": sorted(changed)}
 
     @property

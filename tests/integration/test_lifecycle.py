@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from support import py
 
 SLEEPER = py("import time\nwhile True: time.sleep(1)")
@@ -44,8 +45,8 @@ def test_exit_99_restarts_at_once_without_backoff(make_stack: Any, tmp_path: Any
             restart: {{backoff: {{base_ms: 5000}}}}
     """)
     stack.start()
-    stack.wait_event(lambda e: e["event"] == "exited" and e["code"] == 99)
-    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "api")
+    exited = stack.wait_event(lambda e: e["event"] == "exited" and e["code"] == 99)
+    stack.wait_event(lambda e: e["event"] == "ready" and e["ts"] >= exited["ts"] and e is not exited, after=stack.events().index(exited))
     assert stack.count("spawned", "api") == 2
     assert stack.count("backoff", "api") == 0
     restart = stack.wait_event(lambda e: e["event"] == "restarting")
@@ -95,7 +96,7 @@ def test_crash_backs_off_exponentially_then_quarantines(make_stack: Any) -> None
     assert attempts == [1, 2, 3, 4]
     gaps = [b - a for a, b in pairwise(spawn_times(stack, "flaky"))]
     assert len(gaps) == 4
-    for gap, delay in zip(gaps, delays):
+    for gap, delay in zip(gaps, delays, strict=True):
         assert delay * 0.9 <= gap <= delay + 2.0  # generous: the machine may be busy
     status = stack.service("flaky")
     assert status["state"] == "quarantined"
@@ -312,3 +313,21 @@ def test_foreign_port_holder_is_reported_and_left_alive(make_stack: Any, port: i
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_regression_shutdown_does_not_hang_on_the_file_watcher(make_stack: Any) -> None:
+    """The watcher task once outlived shutdown: `up` stopped every service but never exited."""
+    stack = make_stack(f"""
+        version: 1
+        services:
+          - id: api
+            cmd: {SLEEPER}
+            watch: {{paths: ["engine/**/*.py"]}}
+    """)
+    (stack.root / "engine").mkdir()
+    stack.start()
+    stack.wait_event(lambda e: e["event"] == "watcher_started")
+    stack.wait_state("api", "ready")
+    started = time.monotonic()
+    assert stack.stop(timeout=20) == 0
+    assert time.monotonic() - started < 15
