@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from mpsv3.config.schema import RestartSpec
@@ -83,6 +83,12 @@ class Decision:
     delay_s: float = 0.0
     reason: str = ""
     counts_as_failure: bool = False
+    ending: Ending = Ending.EXIT
+
+    @property
+    def restart_reason(self) -> str:
+        """The ``restarting`` event's reason (a metrics label): crash or liveness."""
+        return "liveness" if self.ending is Ending.LIVENESS else "crash"
 
 
 def decide(
@@ -92,6 +98,7 @@ def decide(
     failures: int,
     *,
     after_reload: bool = False,
+    detail: str | None = None,
     rand: Callable[[], float] = random.random,
 ) -> Decision:
     """Apply the contract's exit-code table and the restart policy.
@@ -105,8 +112,23 @@ def decide(
             the service had been healthy for ``reset_after_s``).
         after_reload: the run was started by a watched-file change and never became ready;
             a broken save then waits for the next save instead of burning the retry budget.
+        detail: the failure in the words of whoever saw it (a probe's last answer, a
+            spawn error, a port conflict); replaces the generic description.
         rand: randomness for jitter (tests pass a fixed function).
     """
+    decision = _decide(spec, ending, exit_code, failures, after_reload, detail, rand)
+    return replace(decision, ending=ending)
+
+
+def _decide(
+    spec: RestartSpec,
+    ending: Ending,
+    exit_code: int | None,
+    failures: int,
+    after_reload: bool,
+    detail: str | None,
+    rand: Callable[[], float],
+) -> Decision:
     policy = BackoffPolicy.from_spec(spec)
     if ending is Ending.EXIT and exit_code == EXIT_HOT_RELOAD:
         return Decision(Verdict.RESTART_NOW, 0, reason="exit 99: hot-reload request")
@@ -119,7 +141,7 @@ def decide(
 
     # Everything else is a failure: a crash, a signal, a failed gate, a failed liveness probe.
     count = failures + 1
-    why = _failure_reason(ending, exit_code)
+    why = detail or _failure_reason(ending, exit_code)
     if spec.policy == "never":
         # Under `never` nothing restarts, a failed readiness gate included; the reason stays
         # in status so that the stop is never silent.

@@ -90,6 +90,8 @@ class ServiceRunner:
         self._poke = asyncio.Event()
         self._log = RotatingLog(ctx.state_dir / "logs" / f"{spec.id}.log", ctx.logs.max_bytes, ctx.logs.backups)
         self._reset_timer: asyncio.TimerHandle | None = None
+        #: Why the last run ended, in the probe's or the OS's words, for the next decision.
+        self._ending_detail: str | None = None
 
     # ------------------------------------------------------------------ commands (any task)
 
@@ -209,7 +211,7 @@ class ServiceRunner:
         spec = self.spec
         problem = await self.ctx.check_ports(spec)
         if problem is not None:
-            self.reason = problem
+            self._ending_detail = problem
             return Ending.SPAWN_FAILED, None
         notify: NotifySocket | None = None
         env = dict(self.ctx.base_env)
@@ -224,7 +226,7 @@ class ServiceRunner:
         except SpawnError as exc:
             if notify is not None:
                 notify.close()
-            self.reason = str(exc)
+            self._ending_detail = str(exc)
             self.ctx.bus.emit("spawn_failed", spec.id, reason=str(exc), level="error")
             return Ending.SPAWN_FAILED, None
         tree = self.tree
@@ -384,7 +386,7 @@ class ServiceRunner:
                     await asyncio.sleep(spec.period_ms / 1000)
         except (asyncio.TimeoutError, TimeoutError):
             reason = f"not ready after {spec.timeout_s:g}s ({describe_probe(spec)}); last: {last}"
-            self.reason = reason
+            self._ending_detail = reason
             self.ctx.bus.emit("probe_failed", self.spec.id, probe="readiness", kind=spec.kind(), reason=reason)
             return False
 
@@ -410,7 +412,7 @@ class ServiceRunner:
                 reason=result.reason, consecutive=consecutive, threshold=spec.failure_threshold,
             )
             if consecutive >= spec.failure_threshold:
-                self.reason = f"liveness failed {consecutive} times: {result.reason}"
+                self._ending_detail = f"liveness failed {consecutive} times: {result.reason}"
                 return result.reason
             self._set_state(State.UNHEALTHY, f"liveness failing ({consecutive}/{spec.failure_threshold}): {result.reason}")
 
@@ -427,9 +429,12 @@ class ServiceRunner:
         if should_reset(self._ready_mono, self.ctx.clock(), self.spec.restart.reset_after_s):
             self.failures = 0
         code = status.code if status is not None and ending is Ending.EXIT else None
-        decision = decide(self.spec.restart, ending, code, self.failures, after_reload=self._after_reload)
+        detail, self._ending_detail = self._ending_detail, None
+        decision = decide(
+            self.spec.restart, ending, code, self.failures, after_reload=self._after_reload, detail=detail
+        )
         self.failures = decision.failures
-        reason = self._describe(ending, status, decision)
+        reason = decision.reason
         if decision.verdict is Verdict.RESTART_NOW:
             self.ctx.bus.emit("restarting", self.spec.id, reason="reload", why=reason)
             self._restart_reason = "reload"
@@ -449,13 +454,6 @@ class ServiceRunner:
             return
         await self._backoff(decision, reason)
 
-    def _describe(self, ending: Ending, status: ExitStatus | None, decision: Decision) -> str:
-        if ending is Ending.SPAWN_FAILED:
-            return self.reason or decision.reason
-        if ending in (Ending.READINESS_TIMEOUT, Ending.LIVENESS) and self.reason:
-            return self.reason
-        return decision.reason
-
     async def _backoff(self, decision: Decision, reason: str) -> None:
         self._set_state(State.BACKOFF, reason)
         self.next_restart_at = self.ctx.clock() + decision.delay_s
@@ -466,7 +464,7 @@ class ServiceRunner:
         self._poke.clear()
         self.next_restart_at = None
         if self._wanted and self._restart_reason is None:
-            self.ctx.bus.emit("restarting", self.spec.id, reason="crash")
+            self.ctx.bus.emit("restarting", self.spec.id, reason=decision.restart_reason)
         elif self._restart_reason is not None:
             self.ctx.bus.emit("restarting", self.spec.id, reason=self._restart_reason)
 

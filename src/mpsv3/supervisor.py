@@ -80,6 +80,7 @@ class Supervisor:
         self._pending_dependents_restart: set[str] = set()
         self._chores: set[asyncio.Task[None]] = set()
         self._ctx: RunnerContext | None = None
+        self._probes: ProbeRunner | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -105,12 +106,12 @@ class Supervisor:
         bus.subscribe(reporter.on_event)
         self._shutdown = asyncio.Event()
         self._any_change = asyncio.Event()
+        self._install_signal_handlers(loop)  # before anything slow: a stop during start-up is clean
         bus.emit("lease_acquired", pid=os.getpid(), instance=self.config.name, config=str(self.config.path))
         self._clean_legacy_locks()
         self.runtime = RuntimeState(self.state_dir / "run" / "state.json", self.config.name)
         await self._reclaim_leftovers()
-        probes = ProbeRunner()
-        self._install_signal_handlers(loop)
+        self._probes = probes = ProbeRunner()
         try:
             async with TaskGroup() as group:
                 self._group = group
@@ -120,7 +121,7 @@ class Supervisor:
                 await self._start_control_plane()
                 self._start_watcher()
                 for sid in self.graph.start_order():
-                    if sid in self.runners:
+                    if sid in self.runners and not self._shutdown.is_set():
                         self.runners[sid].start()
                 await self._shutdown.wait()
                 await self._stop_all()
@@ -179,13 +180,13 @@ class Supervisor:
     # ------------------------------------------------------------------------ the runners
 
     def _add_runner(self, spec: ServiceSpec) -> ServiceRunner:
-        assert self.bus is not None and self._group is not None
+        assert self.bus is not None and self._group is not None and self._probes is not None
         if self._ctx is None:
             self._ctx = RunnerContext(
                 instance=self.config.name,
                 state_dir=self.state_dir,
                 bus=self.bus,
-                probes=ProbeRunner(),
+                probes=self._probes,
                 logs=self.config.stack.logs,
                 console=self.console,
                 base_env=self._base_env(),

@@ -262,10 +262,11 @@ def test_killed_supervisor_leaves_no_process_and_next_up_reclaims(
     )
     survivors = [p for p in marked if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert len(survivors) == 1, "the double-forked daemon survives its supervisor's SIGKILL"
+    before = len(stack.events())
     stack.start()
-    event = stack.wait_event(lambda e: e["event"] == "orphan_reclaimed")
+    event = stack.wait_event(lambda e: e["event"] == "orphan_reclaimed", after=before)
     assert event["pid"] == survivors[0].pid
-    stack.wait_state("sneaky", "ready")
+    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "sneaky", after=before)
     assert stack.stop() == 0
     # the new run's own daemon is found through its marker at stop
     time.sleep(0.5)

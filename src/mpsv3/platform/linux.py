@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import psutil
+from mpsv3.platform import proctable
 
 assert sys.platform == "linux"
 
@@ -46,7 +46,24 @@ def prctl(option: int, arg: int) -> None:
 
 def set_child_subreaper() -> None:
     """Make this process inherit the orphans of its descendants instead of init."""
+    global _descendants_are_ours
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _descendants_are_ours = None
+
+
+def descendants_are_ours() -> bool:
+    """True when every process our services start stays among our descendants.
+
+    That holds once we are a child subreaper (orphans come back to us) and the kernel lists
+    children in /proc; then a tree's members can be found without scanning all of /proc.
+    """
+    global _descendants_are_ours
+    if _descendants_are_ours is None:
+        _descendants_are_ours = is_child_subreaper() and proctable.supported()
+    return _descendants_are_ours
+
+
+_descendants_are_ours: bool | None = None
 
 
 def is_child_subreaper() -> bool:
@@ -163,17 +180,15 @@ def reap_orphans() -> list[int]:
     """
     own_sid = os.getsid(0)
     reaped: list[int] = []
-    try:
-        children = psutil.Process().children()
-    except psutil.Error:
-        return reaped
-    for child in children:
-        pid = child.pid
+    for pid in proctable.children_of(os.getpid()):
+        if pid in _owned_children:
+            continue
+        entry = proctable.read_entry(pid)
+        if entry is None or not entry.zombie:
+            continue
         try:
-            if pid in _owned_children or child.status() != psutil.STATUS_ZOMBIE:
-                continue
             sid = os.getsid(pid)
-        except (psutil.Error, OSError):
+        except OSError:
             continue
         if sid == own_sid or (not _tracking_asyncio and sid == pid):
             continue

@@ -37,7 +37,7 @@ from mpsv3.platform.scan import is_alive, iter_marked, self_and_ancestors
 assert sys.platform != "win32"
 
 if sys.platform == "linux":
-    from mpsv3.platform import linux
+    from mpsv3.platform import linux, proctable
 
 #: Line limit of the output stream (a longer line is an error for ``readline``).
 OUTPUT_LIMIT = 1 << 20
@@ -172,6 +172,8 @@ class PosixProcessTree:
         return ExitStatus.from_returncode(returncode)
 
     def alive_members(self) -> list[int]:
+        if sys.platform == "linux" and linux.descendants_are_ours():
+            return self._alive_descendants()
         excluded = self_and_ancestors()
         members: set[int] = set()
         pgid = self.pgid
@@ -190,6 +192,22 @@ class PosixProcessTree:
             instance, service = self._markers
             members.update(proc.pid for proc in iter_marked(instance, service))
         members -= excluded
+        return sorted(members)
+
+    def _alive_descendants(self) -> list[int]:
+        """Linux, as subreaper: every member is among our descendants; no full /proc scan."""
+        table = proctable.current_table()
+        members = {e.pid for e in table.entries.values() if e.pgid == self.pgid and not e.zombie}
+        if self._proc.returncode is None:
+            members.update(p for p in table.descendants(self.pid) if not table.entries[p].zombie)
+        if self._markers is not None:
+            instance, service = self._markers
+            needles = (f"\0{INSTANCE_MARKER}={instance}\0".encode(), f"\0{SERVICE_MARKER}={service}\0".encode())
+            for entry in table.entries.values():
+                if entry.pid in members or entry.zombie:
+                    continue
+                if all(table.environ_contains(entry.pid, needle) for needle in needles):
+                    members.add(entry.pid)
         return sorted(members)
 
     def _signal_all(self, signum: signal.Signals) -> None:

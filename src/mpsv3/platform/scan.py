@@ -74,8 +74,8 @@ def iter_marked(instance: str, service: str | None = None) -> Iterator[psutil.Pr
     Excludes this process and its ancestors.
     """
     excluded = self_and_ancestors()
-    for proc in psutil.process_iter(["pid", "status"]):
-        if proc.pid in excluded or proc.info["status"] == psutil.STATUS_ZOMBIE:
+    for proc in _candidates(instance):
+        if proc.pid in excluded or not is_alive(proc):
             continue
         got_instance, got_service = markers_of(proc)
         if got_instance != instance:
@@ -83,6 +83,29 @@ def iter_marked(instance: str, service: str | None = None) -> Iterator[psutil.Pr
         if service is not None and got_service != service:
             continue
         yield proc
+
+
+def _candidates(instance: str) -> Iterator[psutil.Process]:
+    """Processes that may carry ``instance``'s marker.
+
+    Where ``/proc`` exists, the raw environment bytes are searched first, so that only
+    the few matching processes become psutil objects (a busy machine has thousands).
+    """
+    if not os.path.isdir("/proc/self"):
+        yield from psutil.process_iter()
+        return
+    needle = f"\0{INSTANCE_MARKER}={instance}\0".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                data = b"\0" + handle.read()
+        except OSError:
+            continue
+        if needle in data:
+            with contextlib.suppress(psutil.Error):
+                yield psutil.Process(int(name))
 
 
 def _matches_record(proc: psutil.Process, record: ProcessRecord) -> bool:
