@@ -383,7 +383,7 @@ class Supervisor:
     async def _stop_control_plane(self) -> None:
         await self._control.close()
         if self._metrics is not None:
-            self._metrics.stop()
+            await asyncio.to_thread(self._metrics.stop)  # its HTTP thread takes a poll tick to end
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """One control request -> one reply (``{"ok": ..., "result"|"error": ...}``)."""

@@ -1,0 +1,316 @@
+"""The client verbs of ``mpsv3``: status, logs, restart, stop, start, release, reload, down.
+
+Why apart from ``cli.py``: these commands never supervise anything; they find the running
+supervisor of a config (``-c``) through its control socket and print its answers (``logs``
+reads the log files directly). Failures are raised as ``MpsvError`` / ``ConfigInvalid`` and
+printed once by ``cli.main`` with their exit codes (3 when no supervisor runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mpsv3.errors import EXIT_CONFIG, ConfigInvalid, MpsvError
+
+__all__ = ["Target", "locate", "register"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The supervisor instance a client command talks to (a ``control.Instance``)."""
+
+    name: str
+    state_dir: Path
+    path: Path
+    service_ids: tuple[str, ...]
+
+
+def locate(config_path: Path, assignments: Sequence[str]) -> Target:
+    """Find the instance of a config file.
+
+    A config that no longer validates (being edited while its supervisor runs) still names
+    its instance when ``name`` and ``state_dir`` are plain; the client then warns and goes on,
+    so that ``status``, ``stop`` or ``reload`` keep working on the running supervisor.
+
+    Raises:
+        ConfigInvalid: the config is invalid and does not even name its instance.
+    """
+    from mpsv3.config.loader import load_config, parse_overrides
+
+    try:
+        config = load_config(config_path, parse_overrides(assignments))
+    except ConfigInvalid as exc:
+        loose = _loose_target(config_path)
+        if loose is None:
+            raise
+        click.echo(
+            f"mpsv3: warning: {config_path} has {len(exc.errors)} error(s) "
+            f"(first: {exc.errors[0]}); using instance '{loose.name}' anyway",
+            err=True,
+        )
+        return loose
+    return Target(
+        config.name, Path(config.state_dir), config.path, tuple(s.id for s in config.services)
+    )
+
+
+def _loose_target(config_path: Path) -> Target | None:
+    """Name, state dir and service ids of a config that fails validation, when plain enough.
+
+    Resolves them as the loader does (``name`` defaults to the folder's name, ``state_dir``
+    is relative to the file); gives up on anything interpolated.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    path = Path(os.path.abspath(config_path))
+    name = data.get("name") or re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name) or "mpsv3"
+    state_dir = data.get("state_dir", ".mpsv3")
+    if not isinstance(name, str) or not isinstance(state_dir, str) or "$" in name + state_dir:
+        return None
+    services = data.get("services")
+    ids = tuple(
+        s["id"] for s in services or [] if isinstance(s, dict) and isinstance(s.get("id"), str)
+    )
+    return Target(name, Path(os.path.normpath(path.parent / state_dir)), path, ids)
+
+
+def _ask(target: Target, message: dict[str, Any], timeout_s: float = 30.0) -> Any:
+    """One request; the ``result`` of an ok reply, else ``MpsvError`` with the supervisor's error."""
+    from mpsv3.control import request
+
+    reply = asyncio.run(request(target, message, timeout_s))
+    if not reply["ok"]:
+        raise MpsvError(str(reply.get("error") or "the supervisor refused the request"))
+    return reply.get("result")
+
+
+_config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default="services.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The stack's services.yaml (it names the instance).",
+)
+_set_option = click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="VAR=VALUE",
+    help="Set a variable for ${VAR} interpolation, as given to `up`.",
+)
+
+
+# --------------------------------------------------------------------------------- status
+
+
+@click.command()
+@_config_option
+@_set_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the status as JSON (docs/status.schema.json)."
+)
+@click.option("--watch", is_flag=True, help="Refresh the table every second until Ctrl-C.")
+def status(config_path: Path, assignments: tuple[str, ...], as_json: bool, watch: bool) -> None:
+    """Show every service: state, pid, uptime, restarts, last exit, next restart, reason."""
+    if as_json and watch:
+        raise click.UsageError("--watch shows the table; it cannot be combined with --json")
+    target = locate(config_path, assignments)
+    if watch:
+        try:
+            asyncio.run(_watch_status(target))
+        except KeyboardInterrupt:
+            return
+        return
+    result = _ask(target, {"cmd": "status"})
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+
+    from mpsv3.status_view import render_status
+
+    Console().print(render_status(result, time.time()))
+
+
+async def _watch_status(target: Target) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    from mpsv3.control import request
+    from mpsv3.status_view import render_status
+
+    with Live(console=Console(), auto_refresh=False) as live:
+        while True:
+            reply = await request(target, {"cmd": "status"})
+            if not reply["ok"]:
+                raise MpsvError(str(reply.get("error")))
+            live.update(render_status(reply["result"], time.time()), refresh=True)
+            await asyncio.sleep(1.0)
+
+
+# ---------------------------------------------------------------------------------- logs
+
+
+@click.command()
+@click.argument("service_id", metavar="ID")
+@_config_option
+@_set_option
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing new lines (across rotation and restarts)."
+)
+@click.option(
+    "-n",
+    "--lines",
+    "count",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many lines to show first.",
+)
+def logs(
+    config_path: Path, assignments: tuple[str, ...], service_id: str, follow: bool, count: int
+) -> None:
+    """Print the end of a service's log (no running supervisor needed)."""
+    from mpsv3.logview import LogFollower, log_path, tail_lines
+
+    target = locate(config_path, assignments)
+    if service_id not in target.service_ids:
+        valid = ", ".join(target.service_ids) or "none"
+        raise MpsvError(f"unknown service {service_id!r} (valid: {valid})")
+    path = log_path(target.state_dir, service_id)
+    try:
+        if not follow:
+            if not path.exists() and not path.with_name(path.name + ".1").exists():
+                raise MpsvError(f"no log for {service_id!r} yet ({path})")
+            for line in tail_lines(path, count):
+                click.echo(line)
+            return
+        with LogFollower(path) as follower:
+            for line in follower.tail(count):
+                click.echo(line)
+            for line in follower.follow():
+                click.echo(line)
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:  # `mpsv3 logs x | head`: the reader left, that is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+# ------------------------------------------------------------------- one-service verbs
+
+
+def _service_verb(verb: str, summary: str) -> click.Command:
+    @click.command(name=verb, help=summary)
+    @click.argument("service_id", metavar="ID")
+    @_config_option
+    @_set_option
+    def command(config_path: Path, assignments: tuple[str, ...], service_id: str) -> None:
+        result = _ask(locate(config_path, assignments), {"cmd": verb, "id": service_id})
+        click.echo(_message(result))
+
+    return command
+
+
+def _message(result: Any) -> str:
+    if isinstance(result, dict) and isinstance(result.get("message"), str):
+        return str(result["message"])
+    return result if isinstance(result, str) else json.dumps(result)
+
+
+restart = _service_verb("restart", "Restart a service now.")
+stop = _service_verb("stop", "Stop a service; it stays down until `start`.")
+start = _service_verb(
+    "start", "Start a stopped, exited or quarantined service (and what it requires)."
+)
+release = _service_verb("release", "Release a quarantined service: it starts again.")
+
+
+# ------------------------------------------------------------------------- reload, down
+
+
+@click.command()
+@_config_option
+@_set_option
+def reload(config_path: Path, assignments: tuple[str, ...]) -> None:
+    """Re-read the config and apply the difference (an invalid config changes nothing)."""
+    from mpsv3.control import request
+
+    target = locate(config_path, assignments)
+    reply = asyncio.run(request(target, {"cmd": "reload"}))
+    if not reply["ok"]:
+        raise MpsvError(str(reply.get("error") or "reload rejected"), EXIT_CONFIG)
+    result = reply.get("result") or {}
+    shown = False
+    for key in ("added", "removed", "changed"):
+        ids = result.get(key) if isinstance(result, dict) else None
+        if ids:
+            click.echo(f"{key}: {', '.join(map(str, ids))}")
+            shown = True
+    if not shown:
+        click.echo("no changes")
+
+
+@click.command()
+@_config_option
+@_set_option
+def down(config_path: Path, assignments: tuple[str, ...]) -> None:
+    """Stop every service in reverse order, then the supervisor; wait until it has exited."""
+    import psutil
+
+    from mpsv3.control import NotRunning
+
+    target = locate(config_path, assignments)
+    pid = int(_ask(target, {"cmd": "status"})["supervisor"]["pid"])
+    try:
+        supervisor: psutil.Process | None = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        supervisor = None
+    try:
+        _ask(target, {"cmd": "down"})
+    except NotRunning:
+        pass  # it went away between the two requests
+    except MpsvError:
+        if supervisor is None or not _exits_within(supervisor, 5.0):
+            raise  # a refusal, not a connection cut by a supervisor on its way out
+    if supervisor is not None:
+        click.echo(f"waiting for the supervisor (PID {pid}) to stop its services...", err=True)
+        _exits_within(supervisor, None)
+    click.echo("stopped")
+
+
+def _exits_within(process: Any, timeout_s: float | None) -> bool:
+    import psutil
+
+    try:
+        process.wait(timeout=timeout_s)
+    except psutil.TimeoutExpired:
+        return False
+    except psutil.NoSuchProcess:
+        return True
+    return True
+
+
+def register(group: click.Group) -> None:
+    """Add the client verbs to the ``mpsv3`` group."""
+    for command in (status, logs, restart, stop, start, release, reload, down):
+        group.add_command(command)
