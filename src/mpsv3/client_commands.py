@@ -299,15 +299,27 @@ def down(config_path: Path, assignments: tuple[str, ...]) -> None:
 
 
 def _exits_within(process: Any, timeout_s: float | None) -> bool:
+    """Whether ``process`` exits within ``timeout_s`` (None: however long it takes).
+
+    A zombie counts as exited: the supervisor is usually not our child, and its parent
+    may reap it late (psutil's own ``wait`` would wait for that reaping forever).
+    """
+    import time
+
     import psutil
 
-    try:
-        process.wait(timeout=timeout_s)
-    except psutil.TimeoutExpired:
-        return False
-    except psutil.NoSuchProcess:
-        return True
-    return True
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+            process.wait(timeout=0.05)
+            return True
+        except psutil.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        except psutil.NoSuchProcess:
+            return True
 
 
 def register(group: click.Group) -> None:

@@ -19,24 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import os
-import socket
-import stat
-import struct
-import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from mpsv3._compat import timeout
 from mpsv3.errors import EXIT_NOT_RUNNING, MpsvError
+from mpsv3.platform import (
+    POINTER_NAME,
+    LocalServer,
+    client_endpoint,
+    current_uid,
+    open_local_connection,
+    peer_uid,
+    server_endpoint,
+    start_local_server,
+)
 
 __all__ = [
     "COMMANDS",
+    "POINTER_NAME",
     "ControlServer",
     "Handler",
     "NotRunning",
@@ -51,11 +55,6 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 #: Every command a request may name, and those that act on one service (they need ``id``).
 COMMANDS = ("status", "restart", "stop", "start", "release", "reload", "down")
 SERVICE_COMMANDS = frozenset({"restart", "stop", "start", "release"})
-
-SOCKET_NAME = "control.sock"
-POINTER_NAME = "control.path"  # holds the real socket path when it lives outside state_dir
-MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS; keep a margin
-_PEERCRED = struct.Struct("iII")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 
 _log = logging.getLogger("mpsv3.control")
 
@@ -150,42 +149,6 @@ def encode(message: dict[str, Any]) -> bytes:
 # ---------------------------------------------------------------------------------- paths
 
 
-def _own_uid() -> int | None:
-    if sys.platform == "win32":
-        return None
-    return os.geteuid()
-
-
-def _pipe_name(instance: Instance) -> Path:
-    user = "".join(c if c.isalnum() or c in "-_." else "_" for c in _user_name())
-    return Path(f"\\\\.\\pipe\\mpsv3-{user}-{instance.name}")
-
-
-def _user_name() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError, ImportError):
-        return "user"
-
-
-def _computed_path(instance: Instance) -> tuple[Path, bool]:
-    """The socket path and whether it is the short fallback outside ``state_dir``."""
-    if sys.platform == "win32":
-        return _pipe_name(instance), False
-    inside = Path(instance.state_dir) / "run" / SOCKET_NAME
-    if len(os.fsencode(str(inside))) <= MAX_SOCKET_PATH:
-        return inside, False
-    digest = hashlib.sha256(os.fsencode(str(instance.state_dir))).hexdigest()[:8]
-    leaf = f"{instance.name[:40]}-{digest}.sock"
-    for base in (tempfile.gettempdir(), "/tmp"):
-        candidate = Path(base) / f"mpsv3-{_own_uid()}" / leaf
-        if len(os.fsencode(str(candidate))) <= MAX_SOCKET_PATH:
-            return candidate, True
-    raise MpsvError(f"no socket path short enough for instance '{instance.name}'")
-
-
 def socket_path(config: Instance) -> Path:
     """Where the supervisor of ``config`` listens (server side: records a fallback path).
 
@@ -195,40 +158,12 @@ def socket_path(config: Instance) -> Path:
     differs; a leftover pointer is removed when the short path fits. On Windows this is the
     named pipe ``\\\\.\\pipe\\mpsv3-<user>-<name>``.
     """
-    path, fallback = _computed_path(config)
-    if sys.platform == "win32":
-        return path
-    pointer = Path(config.state_dir) / "run" / POINTER_NAME
-    if fallback:
-        _private_dir(pointer.parent)
-        pointer.write_text(str(path) + "\n", encoding="utf-8")
-    else:
-        pointer.unlink(missing_ok=True)
-    return path
+    return server_endpoint(Path(config.state_dir), config.name)
 
 
 def client_path(config: Instance) -> Path:
     """The socket a client should connect to: the recorded fallback if any, else computed."""
-    if sys.platform != "win32":
-        pointer = Path(config.state_dir) / "run" / POINTER_NAME
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            recorded = pointer.read_text(encoding="utf-8").strip()
-            if recorded:
-                return Path(recorded)
-    return _computed_path(config)[0]
-
-
-def _private_dir(path: Path) -> None:
-    """Create ``path`` (mode 0700) or check that an existing one is ours, then make it 0700."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = os.lstat(path)  # a symlink planted in a shared temp dir is refused, not followed
-    if not stat.S_ISDIR(info.st_mode):
-        raise MpsvError(f"refusing to use {path}: not a directory")
-    uid = _own_uid()
-    if uid is not None and info.st_uid != uid:
-        raise MpsvError(f"refusing to use {path}: owned by uid {info.st_uid}, not {uid}")
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    return client_endpoint(Path(config.state_dir), config.name)
 
 
 # --------------------------------------------------------------------------------- server
@@ -244,6 +179,9 @@ class ControlServer:
         max_request_bytes: a longer request line is refused.
         read_timeout_s: a client that has not sent its line by then is answered with an error.
         allowed_uid: the peer uid accepted on Linux (default: our own effective uid).
+
+    The transport (Unix socket or named pipe, stale-socket handling, file modes) is
+    :func:`mpsv3.platform.start_local_server`; this class owns framing and replies.
     """
 
     def __init__(
@@ -259,51 +197,23 @@ class ControlServer:
         self._handler = handler
         self._max = max_request_bytes
         self._read_timeout_s = read_timeout_s
-        self._uid = _own_uid() if allowed_uid is None else allowed_uid
-        self._close: Callable[[], None] | None = None
-        self._inode: int | None = None
+        self._uid = current_uid() if allowed_uid is None else allowed_uid
+        self._server: LocalServer | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """Listen; a stale socket file is replaced only if no server answers on it."""
-        if sys.platform == "win32":
-            self._close = await _serve_pipe(str(self.path), self._on_connection, self._max)
-            return
-        _private_dir(self.path.parent)
-        await self._remove_stale()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            previous = os.umask(0o177)  # the socket is born 0600: no window before chmod
-            try:
-                sock.bind(str(self.path))
-            finally:
-                os.umask(previous)
-            os.chmod(self.path, 0o600)
-            self._inode = os.stat(self.path).st_ino
-            sock.listen(64)
-            sock.setblocking(False)
-            server = await asyncio.start_unix_server(
-                self._on_connection, sock=sock, limit=self._max
-            )
-        except BaseException:
-            sock.close()
-            raise
-        self._close = server.close
+        self._server = await start_local_server(self.path, self._on_connection, limit=self._max)
 
     async def close(self) -> None:
         """Stop listening, let in-flight requests finish briefly, then cut them; idempotent.
 
         A handler may call this (``down``): its own connection is not waited for.
         """
-        if self._close is None:
+        if self._server is None:
             return
-        self._close()
-        self._close = None
-        if self._inode is not None:
-            with contextlib.suppress(OSError):
-                if os.stat(self.path).st_ino == self._inode:
-                    os.unlink(self.path)
-            self._inode = None
+        self._server.close()
+        self._server = None
         others = [t for t in self._connections if t is not asyncio.current_task()]
         if others:
             _done, pending = await asyncio.wait(others, timeout=2.0)
@@ -311,24 +221,6 @@ class ControlServer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-
-    async def _remove_stale(self) -> None:
-        try:
-            info = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(info.st_mode):
-            raise MpsvError(f"refusing to replace {self.path}: it is not a socket")
-        try:
-            async with timeout(2.0):
-                _reader, writer = await _connect(self.path)
-        except (ConnectionRefusedError, FileNotFoundError, TimeoutError):
-            self.path.unlink(missing_ok=True)
-            return
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-        raise MpsvError(f"another control server answers on {self.path}")
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -413,16 +305,6 @@ async def _discard_line(reader: asyncio.StreamReader) -> None:
             return
 
 
-def peer_uid(writer: asyncio.StreamWriter) -> int | None:
-    """The uid of the connected process (Linux ``SO_PEERCRED``), or None where unsupported."""
-    option: int | None = getattr(socket, "SO_PEERCRED", None)
-    sock = writer.get_extra_info("socket")
-    if option is None or sock is None or sock.family != getattr(socket, "AF_UNIX", None):
-        return None
-    _pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, option, _PEERCRED.size))
-    return int(uid)
-
-
 # --------------------------------------------------------------------------------- client
 
 
@@ -438,7 +320,7 @@ async def request(
     path = client_path(config)
     try:
         async with timeout(timeout_s):
-            reader, writer = await _connect(path)
+            reader, writer = await open_local_connection(path)
             try:
                 writer.write(encode(message))
                 await writer.drain()
@@ -472,50 +354,3 @@ async def request(
     if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         raise MpsvError(f"malformed reply from the supervisor: {data[:200]!r}")
     return reply
-
-
-async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    if sys.platform == "win32":
-        return await _open_pipe(str(path))
-    return await asyncio.open_unix_connection(str(path), limit=1 << 24)
-
-
-# ------------------------------------------------------------------------- Windows pipes
-
-if sys.platform == "win32":
-
-    async def _serve_pipe(
-        address: str,
-        on_connection: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-        limit: int,
-    ) -> Callable[[], None]:
-        """Serve a named pipe with asyncio's proactor (the default loop on Windows).
-
-        The pipe is created with the default security descriptor: full control for its
-        creator, SYSTEM and administrators, read-only for others, so another user cannot
-        send a request.
-        """
-        loop = asyncio.get_running_loop()
-        if not isinstance(loop, asyncio.ProactorEventLoop):
-            raise MpsvError("the control pipe needs the proactor event loop (the Windows default)")
-
-        def protocol() -> asyncio.StreamReaderProtocol:
-            reader = asyncio.StreamReader(limit=limit, loop=loop)
-            return asyncio.StreamReaderProtocol(reader, on_connection, loop=loop)
-
-        servers = await loop.start_serving_pipe(protocol, address)
-
-        def close() -> None:
-            for server in servers:
-                server.close()
-
-        return close
-
-    async def _open_pipe(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        loop = asyncio.get_running_loop()
-        if not isinstance(loop, asyncio.ProactorEventLoop):
-            raise MpsvError("the control pipe needs the proactor event loop (the Windows default)")
-        reader = asyncio.StreamReader(limit=1 << 24, loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-        transport, _ = await loop.create_pipe_connection(lambda: protocol, address)
-        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)

@@ -112,6 +112,9 @@ class DependencyGraph:
         found = self._reach(sid, self._requires)
         return [other for other in self.start_order() if other in found]
 
+    def has(self, sid: str) -> bool:
+        return sid in self._rank
+
     def dependents(self, sid: str, transitive: bool = True) -> list[str]:
         """What requires ``sid`` (all of it, or only directly), in start order."""
         self._check(sid)

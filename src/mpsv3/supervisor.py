@@ -229,7 +229,10 @@ class Supervisor:
         event.clear()
 
     def _on_runner_change(self, runner: ServiceRunner) -> None:
-        for dependent in self.graph.dependents(runner.spec.id, transitive=False):
+        sid = runner.spec.id
+        # A service removed by a reload is no longer in the graph while it stops.
+        dependents = self.graph.dependents(sid, transitive=False) if self.graph.has(sid) else []
+        for dependent in dependents:
             event = self._dependency_events.get(dependent)
             if event is not None:
                 event.set()

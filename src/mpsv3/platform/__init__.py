@@ -1,8 +1,9 @@
-"""The contract between the supervisor and the OS: spawn, signal, wait, lease.
+"""The contract between the supervisor and the OS: spawn, signal, wait, lease, local IPC.
 
 Why here: this package is the only place in mpsv3 that knows which OS it runs on. It
-picks ``windows.py`` on Windows and ``posix.py`` (with ``linux.py`` extras on Linux)
-elsewhere, and re-exports one API, so the runner and supervisor stay platform-free.
+picks ``windows.py`` and ``local_ipc_windows.py`` on Windows, ``posix.py`` (with
+``linux.py`` extras on Linux) and ``local_ipc.py`` elsewhere, and re-exports one API, so
+the runner, the supervisor and the control plane stay platform-free.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from mpsv3.platform.base import (
 from mpsv3.platform.scan import describe_process, find_leftovers, port_holders
 
 if sys.platform == "win32":
+    from mpsv3.platform.local_ipc_windows import (
+        POINTER_NAME,
+        LocalServer,
+        client_endpoint,
+        current_uid,
+        open_local_connection,
+        peer_uid,
+        server_endpoint,
+        start_local_server,
+    )
     from mpsv3.platform.windows import (
         SingletonLease,
         prepare_supervisor,
@@ -28,6 +39,16 @@ if sys.platform == "win32":
         spawn,
     )
 else:
+    from mpsv3.platform.local_ipc import (
+        POINTER_NAME,
+        LocalServer,
+        client_endpoint,
+        current_uid,
+        open_local_connection,
+        peer_uid,
+        server_endpoint,
+        start_local_server,
+    )
     from mpsv3.platform.posix import (
         SingletonLease,
         prepare_supervisor,
@@ -36,18 +57,26 @@ else:
     )
 
 __all__ = [
+    "POINTER_NAME",
     "ExitStatus",
+    "LocalServer",
     "ProcessRecord",
     "ProcessTree",
     "SingletonLease",
     "SpawnError",
+    "client_endpoint",
+    "current_uid",
     "describe_process",
     "find_leftovers",
+    "open_local_connection",
+    "peer_uid",
     "port_holders",
     "prepare_supervisor",
     "process_markers",
     "reclaim",
     "runtime_dir",
+    "server_endpoint",
     "spawn",
+    "start_local_server",
     "terminate",
 ]
