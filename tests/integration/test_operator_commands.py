@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import jsonschema
 from prometheus_client.parser import text_string_to_metric_families
+
 from support import MPSV3, py
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "status.schema.json").read_text())
