@@ -332,3 +332,25 @@ def test_regression_shutdown_does_not_hang_on_the_file_watcher(make_stack: Any) 
     started = time.monotonic()
     assert stack.stop(timeout=20) == 0
     assert time.monotonic() - started < 15
+
+
+def test_only_starts_the_named_services_and_their_dependencies(make_stack: Any) -> None:
+    stack = make_stack(f"""
+        version: 1
+        services:
+          - id: db
+            cmd: {SLEEPER}
+          - id: api
+            cmd: {SLEEPER}
+            requires: [db]
+          - id: web
+            cmd: {SLEEPER}
+            requires: [api]
+          - id: other
+            cmd: {SLEEPER}
+    """)
+    stack.start("--only", "api")
+    stack.wait_state("api", "ready")
+    assert [s["id"] for s in stack.status()["services"]] == ["db", "api"]
+    assert stack.count("spawned") == 2
+    assert stack.stop() == 0
