@@ -444,21 +444,24 @@ class Supervisor:
     async def _apply_changes(
         self, removed: list[str], added: list[str], changed: list[str], specs: dict[str, ServiceSpec]
     ) -> None:
+        """Stop what went away or changed, then start what is new or changed, in order.
+
+        A changed service that an operator had stopped stays stopped (with its new config).
+        """
+        was_wanted = {sid: self.runners[sid].wanted for sid in changed}
         for sid in removed + changed:
             runner = self.runners[sid]
-            was_wanted = runner.wanted or sid in changed
             runner.stop_nowait()
             await self._wait_resting(runner)
             self.tasks.pop(sid).cancel()
             del self.runners[sid]
             self._dependency_events.pop(sid, None)
-            if sid in changed and was_wanted:
-                self.selected.add(sid)
-        for sid in added:
-            self.selected.add(sid)
+        self.selected.update(added)
         for sid in self.graph.start_order():
             if sid in added or sid in changed:
-                self._add_runner(specs[sid]).start()
+                runner = self._add_runner(specs[sid])
+                if was_wanted.get(sid, True):
+                    runner.start()
         if self._metrics is not None:
             self._metrics.set_services(list(self.runners))
         if self._watcher is not None:
