@@ -8,6 +8,7 @@ supervisor and used only from its event-loop thread, so it holds no lock.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -48,10 +49,12 @@ class EventBus:
     def __init__(self, path: Path | None, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._subscribers: list[Subscriber] = []
+        self._flush_hooks: list[Callable[[], None]] = []
         self._file: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the bus
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the bus
+        self._flush_scheduled = False
 
     def emit(self, event: str, service: str | None = None, **fields: Any) -> Event:
         """Record one event; ``level`` defaults to ``info`` (``alert`` for quarantine alerts)."""
@@ -62,9 +65,33 @@ class EventBus:
         record.update(fields)
         if self._file is not None:
             self._file.write(json.dumps(record, default=str) + "\n")
+            self._schedule_flush()
         for subscriber in list(self._subscribers):
             subscriber(record)
         return record
+
+    def _schedule_flush(self) -> None:
+        """Write the file once per turn of the event loop, not once per event."""
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if self._file is not None:
+            self._file.flush()
+        for hook in self._flush_hooks:
+            hook()
+
+    def on_flush(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` whenever the bus flushes (subscribers that buffer their own files)."""
+        self._flush_hooks.append(hook)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber(event)`` for every later event; returns the unsubscribe function."""
@@ -72,6 +99,7 @@ class EventBus:
         return lambda: self._subscribers.remove(subscriber) if subscriber in self._subscribers else None
 
     def close(self) -> None:
+        self.flush()
         if self._file is not None:
             self._file.flush()
             os.fsync(self._file.fileno())

@@ -49,7 +49,8 @@ def describe(event: dict[str, Any]) -> str | None:
 class Reporter:
     def __init__(self, path: Path, console: Console | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        # Flushed together with events.jsonl: the bus calls ``flush`` once per loop turn.
+        self._file: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115
         self._console = console
 
     def on_event(self, event: dict[str, Any]) -> None:
@@ -59,6 +60,9 @@ class Reporter:
         self._file.write(f"{event['ts']} {line}\n")
         if self._console is not None:
             self._console.supervisor_line(line)
+
+    def flush(self) -> None:
+        self._file.flush()
 
     def close(self) -> None:
         self._file.close()

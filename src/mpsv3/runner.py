@@ -174,6 +174,7 @@ class ServiceRunner:
         if not self._wanted:
             if self.state not in RESTING:
                 self._set_state(State.STOPPED, None)
+                self.ctx.bus.emit("stopped", self.spec.id)
             await self._wait_poke()
             return
         if self.state in RESTING:
@@ -185,6 +186,7 @@ class ServiceRunner:
             return
         self._after_reload = self._restart_reason == "reload"
         self._restart_reason = None
+        self._reload_again = False
         ending, status = await self._run_process()
         if ending is None:
             return  # stopped or restarted on request; the loop decides from the wants
@@ -210,6 +212,8 @@ class ServiceRunner:
     async def _run_process(self) -> tuple[Ending | None, ExitStatus | None]:
         spec = self.spec
         problem = await self.ctx.check_ports(spec)
+        if not self._wanted:
+            return None, None  # stopped while the ports were checked: start nothing
         if problem is not None:
             self._ending_detail = problem
             return Ending.SPAWN_FAILED, None
@@ -319,6 +323,8 @@ class ServiceRunner:
 
     async def _ended_by_itself(self, tree: ProcessTree, status: ExitStatus) -> tuple[Ending, ExitStatus]:
         self._record_exit(tree, status)
+        if status.signal is not None:
+            self._ending_detail = f"killed by {status.signal}"
         # The leader is gone; what it left in its group must not outlive it (ports!).
         await platform.terminate(tree, self.spec.stop.signal, self.spec.stop.grace_s)
         return Ending.EXIT, status
@@ -437,7 +443,6 @@ class ServiceRunner:
         reason = decision.reason
         if decision.verdict is Verdict.RESTART_NOW:
             self.ctx.bus.emit("restarting", self.spec.id, reason="reload", why=reason)
-            self._restart_reason = "reload"
             return
         if decision.verdict is Verdict.EXITED:
             self._wanted = False

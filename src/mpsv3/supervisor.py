@@ -104,6 +104,7 @@ class Supervisor:
         self.bus = bus = EventBus(self.state_dir / "events.jsonl")
         reporter = Reporter(self.state_dir / "logs" / "mpsv3.log", self.console)
         bus.subscribe(reporter.on_event)
+        bus.on_flush(reporter.flush)
         self._shutdown = asyncio.Event()
         self._any_change = asyncio.Event()
         self._install_signal_handlers(loop)  # before anything slow: a stop during start-up is clean
@@ -132,8 +133,8 @@ class Supervisor:
             await probes.aclose()
             bus.emit("shutdown", pid=os.getpid())
             self.runtime.clear()
-            reporter.close()
             bus.close()
+            reporter.close()
         return EXIT_OK
 
     def _background(self, chore: Coroutine[Any, Any, None]) -> None:

@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -245,6 +247,26 @@ class PosixProcessTree:
             await wait_pids_exit(members, remaining)
 
 
+def _check_executable(argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Raise the SpawnError that exec would raise for a missing or non-executable program."""
+    program = argv[0]
+    if os.sep in program:
+        path = program if os.path.isabs(program) else os.path.join(cwd, program)
+        if not os.path.exists(path):
+            raise SpawnError(f"cannot start {program!r}: No such file or directory")
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise SpawnError(f"cannot start {program!r}: Permission denied")
+        return
+    if _which(program, env.get("PATH", os.defpath)) is None:
+        raise SpawnError(f"cannot start {program!r}: No such file or directory (not found on PATH)")
+
+
+@functools.lru_cache(maxsize=1024)
+def _which(program: str, path: str) -> str | None:
+    """``shutil.which``, remembered: a stack of 500 services names a handful of programs."""
+    return shutil.which(program, path=path)
+
+
 def _spawn_error(argv: list[str], exc: OSError) -> SpawnError:
     reason = exc.strerror or str(exc)
     if exc.filename is not None and str(exc.filename) != argv[0]:
@@ -264,11 +286,20 @@ async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> PosixProcess
     if not argv:
         raise SpawnError("cannot start an empty command")
     preexec: Callable[[], None] | None = None
+    command = argv
     if sys.platform == "linux":
-        preexec = linux.pdeathsig_preexec(os.getpid())
+        wrapper = linux.pdeathsig_wrapper()
+        if wrapper is not None:
+            # Exec through setpriv rather than a preexec_fn: a preexec_fn forces a full
+            # fork of the supervisor (2.5 ms) where the wrapper lets subprocess vfork (under
+            # 1 ms). The wrapper reports a missing program only after the fork, so check first.
+            _check_executable(argv, cwd, env)
+            command = [*wrapper, *argv]
+        else:
+            preexec = linux.pdeathsig_preexec(os.getpid())
     try:
         proc = await start_leader(
-            argv,
+            command,
             OUTPUT_LIMIT,
             cwd=cwd,
             env=env,
