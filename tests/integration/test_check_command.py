@@ -20,7 +20,7 @@ def test_check_prints_the_start_layers_of_the_mind_protocol_stack() -> None:
     assert layers[0] == ["falkordb"]
     assert "ws_api" in layers[1]
     rest = {"dashboard", "conversation_watcher", "stimulus_injection", "signals_collector", "autonomy_orchestrator"}
-    assert set(sum(layers[1:], [])) - {"ws_api"} == rest
+    assert {sid for layer in layers[1:] for sid in layer} - {"ws_api"} == rest
     assert "7 services" in result.stdout
 
 
