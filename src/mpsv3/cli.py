@@ -111,3 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:  # the state dir or a log file cannot be written, and the like
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"mpsv3: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
