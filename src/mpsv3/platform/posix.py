@@ -199,17 +199,12 @@ class PosixProcessTree:
     def _alive_descendants(self) -> list[int]:
         """Linux, as subreaper: every member is among our descendants; no full /proc scan."""
         table = proctable.current_table()
-        members = {e.pid for e in table.entries.values() if e.pgid == self.pgid and not e.zombie}
+        members = set(table.group(self.pgid)) if self.pgid is not None else set()
         if self._proc.returncode is None:
             members.update(p for p in table.descendants(self.pid) if not table.entries[p].zombie)
         if self._markers is not None:
             instance, service = self._markers
-            needles = (f"\0{INSTANCE_MARKER}={instance}\0".encode(), f"\0{SERVICE_MARKER}={service}\0".encode())
-            for entry in table.entries.values():
-                if entry.pid in members or entry.zombie:
-                    continue
-                if all(table.environ_contains(entry.pid, needle) for needle in needles):
-                    members.add(entry.pid)
+            members.update(table.marked(INSTANCE_MARKER, instance, SERVICE_MARKER, service))
         return sorted(members)
 
     def _signal_all(self, signum: signal.Signals) -> None:

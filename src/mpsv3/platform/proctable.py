@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,25 @@ class ProcTable:
     """Our descendants at one moment; environments are read on demand and remembered."""
 
     entries: dict[int, Entry]
-    _environ: dict[int, bytes] = field(default_factory=dict)
+    _markers: dict[tuple[bytes | None, bytes | None], list[int]] | None = None
+    _children: dict[int, list[int]] | None = None
+    _groups: dict[int, list[int]] | None = None
+
+    def group(self, pgid: int) -> list[int]:
+        """Live members of process group ``pgid`` (indexed once per table)."""
+        if self._groups is None:
+            self._groups = {}
+            for entry in self.entries.values():
+                if not entry.zombie:
+                    self._groups.setdefault(entry.pgid, []).append(entry.pid)
+        return self._groups.get(pgid, [])
 
     def descendants(self, pid: int) -> set[int]:
-        children: dict[int, list[int]] = {}
-        for entry in self.entries.values():
-            children.setdefault(entry.ppid, []).append(entry.pid)
+        if self._children is None:
+            self._children = {}
+            for entry in self.entries.values():
+                self._children.setdefault(entry.ppid, []).append(entry.pid)
+        children = self._children
         found: set[int] = set()
         stack = [pid]
         while stack:
@@ -45,16 +58,38 @@ class ProcTable:
                     stack.append(child)
         return found
 
-    def environ_contains(self, pid: int, needle: bytes) -> bool:
-        data = self._environ.get(pid)
-        if data is None:
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as handle:
-                    data = b"\0" + handle.read()
-            except OSError:
-                data = b""
-            self._environ[pid] = data
-        return needle in data
+    def marked(self, instance_key: str, instance: str, service_key: str, service: str) -> list[int]:
+        """Live processes whose environment has ``instance_key=instance`` and ``service_key=service``.
+
+        Every environment is read and indexed once per table, however many trees ask.
+        """
+        if self._markers is None:
+            self._markers = {}
+            for entry in self.entries.values():
+                if entry.zombie:
+                    continue
+                try:
+                    with open(f"/proc/{entry.pid}/environ", "rb") as handle:
+                        data = handle.read()
+                except OSError:
+                    continue
+                key = (_value(data, instance_key), _value(data, service_key))
+                self._markers.setdefault(key, []).append(entry.pid)
+        return self._markers.get((instance.encode(), service.encode()), [])
+
+
+def _value(environ: bytes, key: str) -> bytes | None:
+    """The value of ``key`` in a raw ``/proc/<pid>/environ``."""
+    needle = key.encode() + b"="
+    if environ.startswith(needle):
+        start = len(needle)
+    else:
+        at = environ.find(b"\0" + needle)
+        if at < 0:
+            return None
+        start = at + 1 + len(needle)
+    end = environ.find(b"\0", start)
+    return environ[start:] if end < 0 else environ[start:end]
 
 
 def read_entry(pid: int) -> Entry | None:
