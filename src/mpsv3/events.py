@@ -33,9 +33,20 @@ EVENT_NAMES = frozenset(
 
 
 def utc_timestamp(now: float) -> str:
-    """``2026-11-24T17:08:00.123Z``: the contract's timestamp format."""
-    moment = datetime.fromtimestamp(now, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """``2026-11-24T17:08:00.123Z``: the contract's timestamp format.
+
+    The formatted second is remembered: a burst of events in one second (a respawn, a
+    cold start of 500 services) formats the date once, not once per event.
+    """
+    second = int(now)
+    millis = int((now - second) * 1000)
+    if second != _last_second[0]:
+        _last_second[0] = second
+        _last_second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{_last_second[1]}{millis:03d}Z"
+
+
+_last_second: list[Any] = [None, ""]
 
 
 class EventBus:

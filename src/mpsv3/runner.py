@@ -326,7 +326,8 @@ class ServiceRunner:
         if status.signal is not None:
             self._ending_detail = f"killed by {status.signal}"
         # The leader is gone; what it left in its group must not outlive it (ports!).
-        await platform.terminate(tree, self.spec.stop.signal, self.spec.stop.grace_s)
+        if tree.alive_members():
+            await platform.terminate(tree, self.spec.stop.signal, self.spec.stop.grace_s)
         return Ending.EXIT, status
 
     async def _stop_on_request(self, tree: ProcessTree) -> tuple[None, ExitStatus]:
@@ -463,9 +464,10 @@ class ServiceRunner:
         self._set_state(State.BACKOFF, reason)
         self.next_restart_at = self.ctx.clock() + decision.delay_s
         self.ctx.bus.emit("backoff", self.spec.id, delay_s=round(decision.delay_s, 3), attempt=self.failures, reason=reason)
-        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-            async with timeout(decision.delay_s):
-                await self._poke.wait()
+        if decision.delay_s > 0:  # with no delay, do not even yield: respawn at once
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                async with timeout(decision.delay_s):
+                    await self._poke.wait()
         self._poke.clear()
         self.next_restart_at = None
         if self._wanted and self._restart_reason is None:

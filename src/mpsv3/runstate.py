@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from mpsv3.runner import ServiceRunner
 
 
+WRITE_DELAY_S = 0.05
+
+
 class RuntimeState:
     def __init__(self, path: Path, instance: str) -> None:
         self.path = path
@@ -42,11 +45,16 @@ class RuntimeState:
             return []
 
     def mark_dirty(self, runners: Mapping[str, ServiceRunner]) -> None:
-        """Schedule one write for this loop turn, however many changes it holds."""
+        """Schedule one write shortly, however many changes come before it.
+
+        The write waits ``WRITE_DELAY_S`` so that it never sits between a crash and the
+        respawn (a rename costs as much as a spawn here); a supervisor killed within that
+        moment still takes its services' leaders with it (parent-death signal).
+        """
         self._runners = runners
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._write)
+            asyncio.get_running_loop().call_later(WRITE_DELAY_S, self._write)
 
     def _write(self) -> None:
         self._scheduled = False
