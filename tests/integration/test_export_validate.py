@@ -39,11 +39,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import free_port
 from mpsv3.config.loader import load_config
 from mpsv3.config.schema import Config, HttpGetCheck, RedisPingCheck, TcpCheck
 from mpsv3.export import compose, export, kubernetes, systemd
 from mpsv3.export.model import probe_shell
+from support import free_port
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "export"
 K8S_VERSION = "1.30.0"

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port
-from support import Event, Stack, py
+from support import Event, Stack, free_port, py
 
 PROGRAM = Path(__file__).parent / "programs" / "service.py"
 

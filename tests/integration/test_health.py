@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port
-from support import Event, Stack
+from support import Event, Stack, free_port
 
 PROGRAM = Path(__file__).parent / "programs" / "service.py"
 

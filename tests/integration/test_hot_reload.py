@@ -17,8 +17,7 @@ from typing import Any
 
 import psutil
 
-from conftest import free_port
-from support import Event, Stack
+from support import Event, Stack, free_port
 
 PROGRAM = Path(__file__).parent / "programs" / "service.py"
 ENGINE = "engine/consciousness_engine_v2.py"

@@ -19,11 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import free_port
 from mpsv3._compat import timeout
 from mpsv3.config.schema import LivenessSpec, ReadinessSpec
 from mpsv3.notify import MAX_SOCKET_PATH_BYTES, NotifySocket
 from mpsv3.probes import ProbeResult, ProbeRunner, run_check
+from support import free_port
 
 
 def readiness(**probe: object) -> ReadinessSpec:

@@ -108,6 +108,21 @@ def _candidates(instance: str) -> Iterator[psutil.Process]:
                 yield psutil.Process(int(name))
 
 
+def _recorded_leader_is_ours(proc: psutil.Process, instance: str) -> bool:
+    """A recorded leader (pid and start time already match) that is ours.
+
+    Its marker must say so; but some programs overwrite their environment block to set
+    their process title (redis-server does), leaving ``/proc/<pid>/environ`` empty. Such a
+    process, recorded by our previous run with this exact start time, is still ours: a
+    stranger would need the same pid *and* the same start time.
+    """
+    try:
+        environ = proc.environ()
+    except psutil.Error:
+        return False
+    return environ.get(INSTANCE_MARKER) == instance or not environ
+
+
 def _matches_record(proc: psutil.Process, record: ProcessRecord) -> bool:
     try:
         return abs(proc.create_time() - record.create_time) <= CREATE_TIME_TOLERANCE_S
@@ -141,7 +156,7 @@ def find_leftovers(instance: str, records: list[ProcessRecord]) -> list[psutil.P
             proc = psutil.Process(record.pid)
         except psutil.Error:
             continue
-        if is_alive(proc) and _matches_record(proc, record) and markers_of(proc)[0] == instance:
+        if is_alive(proc) and _matches_record(proc, record) and _recorded_leader_is_ours(proc, instance):
             found[proc.pid] = proc
     marked = {proc.pid: proc for proc in iter_marked(instance)}
     for pid, proc in marked.items():
