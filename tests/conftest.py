@@ -37,6 +37,16 @@ def _marked_processes() -> list[psutil.Process]:
     return found
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak-hours",
+        type=float,
+        default=None,
+        help="Run the acceptance soak (test_soak.py) this many hours instead of "
+        "MPSV3_SOAK_SECONDS (default 120 s); the real run is --soak-hours 24.",
+    )
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     """Fail the test that leaves a process of this session behind (and kill it)."""

@@ -21,16 +21,6 @@ from mindstack import (
 )
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--soak-hours",
-        type=float,
-        default=None,
-        help="Run the acceptance soak (test_soak.py) this many hours instead of "
-        "MPSV3_SOAK_SECONDS (default 120 s); the real run is --soak-hours 24.",
-    )
-
-
 def soak_seconds(config: pytest.Config) -> float:
     """How long the soak runs: ``--soak-hours``, else ``MPSV3_SOAK_SECONDS``, else 120 s."""
     hours = config.getoption("--soak-hours", default=None)
