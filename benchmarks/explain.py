@@ -107,10 +107,13 @@ MPSV3_CAUSES = {
         "per-service confirmation is the part that grows with N."
     ),
     "cold_start": (
-        "mpsv3 is a Python asyncio program that, per service, resolves the spec, spawns the child "
-        "in its own session with a pipe for its output, writes a `spawned` event and state "
-        "transition to `events.jsonl`, and starts the output pump and the exit watcher tasks; "
-        "that per-service work on one event loop is the slope of its line."
+        "mpsv3 is a Python asyncio program that, per service, spawns the child in its own "
+        "session through asyncio's subprocess transport (about 2.5 ms a child on this machine, "
+        "against 0.8 ms for a bare `subprocess.Popen`: the transport's pipes, its child watcher "
+        "and its connection callbacks), then records a `spawned` event and its state "
+        "transitions and starts the output pump and the exit watcher; that per-service work on "
+        "one event loop is the slope of its line, and a bare-Popen spawn path is the known next "
+        "step."
     ),
     "respawn": (
         "After a child dies, mpsv3 reaps it, makes sure nothing of its process group survives, "
