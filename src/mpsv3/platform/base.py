@@ -2,8 +2,8 @@
 
 Why here: the runner talks to a spawned service only through :class:`ProcessTree`, so
 the POSIX and Windows implementations can differ in how they find and signal a tree while
-the stop sequence (:func:`terminate`) is written once. Nothing in this module touches the
-OS beyond ``signal`` names.
+the stop sequence (:func:`terminate`) is written once. Nothing in this module spawns or
+signals a process itself.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import re
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import psutil
 
 #: Environment variables that mark a process as started by an mpsv3 instance for a service.
 INSTANCE_MARKER = "MPSV3_INSTANCE"
@@ -107,6 +110,16 @@ class ProcessTree(Protocol):
     async def wait_gone(self, timeout: float) -> bool:
         """Wait until every member has exited; True if that happened within ``timeout``."""
         ...
+
+
+def leader_identity(pid: int, env: dict[str, str]) -> tuple[float, tuple[str, str] | None]:
+    """What recognises a spawned tree later: its leader's start time and its markers."""
+    try:
+        create_time = psutil.Process(pid).create_time()
+    except psutil.Error:
+        create_time = time.time()
+    instance, service = env.get(INSTANCE_MARKER), env.get(SERVICE_MARKER)
+    return create_time, ((instance, service) if instance and service else None)
 
 
 def process_markers(instance: str, service: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from mpsv3.platform.base import (
     SERVICE_MARKER,
     ExitStatus,
     SpawnError,
+    leader_identity,
     lease_file_name,
     runtime_dir,
 )
@@ -160,12 +160,7 @@ class PosixProcessTree:
         self.pid: int = proc.pid
         self.pgid: int | None = proc.pid
         self.output: asyncio.StreamReader = proc.output
-        try:
-            self.create_time: float = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            self.create_time = time.time()
-        instance, service = env.get(INSTANCE_MARKER), env.get(SERVICE_MARKER)
-        self._markers = (instance, service) if instance and service else None
+        self.create_time, self._markers = leader_identity(proc.pid, env)
 
     async def wait(self) -> ExitStatus:
         returncode = await self._proc.wait()

@@ -17,17 +17,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from ctypes import wintypes
 from pathlib import Path
 
 import psutil
 
 from mpsv3.platform.base import (
-    INSTANCE_MARKER,
-    SERVICE_MARKER,
     ExitStatus,
     SpawnError,
+    leader_identity,
     lease_file_name,
     runtime_dir,
 )
@@ -224,12 +222,7 @@ class WindowsProcessTree:
         self.pid: int = proc.pid
         self.pgid: int | None = None
         self.output: asyncio.StreamReader = proc.output
-        try:
-            self.create_time: float = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            self.create_time = time.time()
-        instance, service = env.get(INSTANCE_MARKER), env.get(SERVICE_MARKER)
-        self._markers = (instance, service) if instance and service else None
+        self.create_time, self._markers = leader_identity(proc.pid, env)
 
     async def wait(self) -> ExitStatus:
         returncode = await self._proc.wait()
