@@ -38,11 +38,15 @@ async def dispatch(sup: Supervisor, request: dict[str, Any]) -> dict[str, Any]:
             return _error(f"unknown service {sid!r} (valid: {valid})")
         return _ok({"message": _service_verb(sup, str(verb), sid)})
     if verb == "reload":
+        assert sup.bus is not None
         try:
-            return _ok(sup.reload_config())
+            applied = sup.reload_config()
         except ConfigInvalid as exc:
             lines = [str(e) for e in exc.errors]
+            sup.bus.emit("config_rejected", errors=lines, level="warning")
             return _error("the new config is invalid; nothing was changed:\n" + "\n".join(lines))
+        sup.bus.emit("config_reloaded", **applied)
+        return _ok(applied)
     if verb == "down":
         sup.request_shutdown()
         return _ok({"message": "stopping all services, then the supervisor", "pid": sup.status()["supervisor"]["pid"]})

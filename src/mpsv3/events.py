@@ -27,7 +27,7 @@ EVENT_NAMES = frozenset(
         "state", "spawned", "ready", "probe_failed", "probe_passed", "exited", "backoff",
         "quarantined", "alert", "released", "restarting", "reload", "stopping", "stopped",
         "port_conflict", "watcher_started", "watcher_fallback", "config_reloaded",
-        "config_rejected", "spawn_failed", "shutdown", "log_dropped",
+        "config_rejected", "spawn_failed", "shutdown",
     }
 )
 
