@@ -45,7 +45,7 @@ async def dispatch(sup: Supervisor, request: dict[str, Any]) -> dict[str, Any]:
             lines = [str(e) for e in exc.errors]
             sup.bus.emit("config_rejected", errors=lines, level="warning")
             return _error("the new config is invalid; nothing was changed:\n" + "\n".join(lines))
-        sup.bus.emit("config_reloaded", **applied)
+        sup.bus.emit("config_reloaded", None, added=applied["added"], removed=applied["removed"], changed=applied["changed"])
         return _ok(applied)
     if verb == "down":
         sup.request_shutdown()
