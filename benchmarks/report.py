@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import explain, summary
+from benchmarks import explain, summary, targets
 from benchmarks.fmt import fmt_cpu, fmt_mib, fmt_s, stop_cell
 from benchmarks.stats import LineFit
 
@@ -306,6 +306,10 @@ def docs_page(results: dict[str, Any]) -> str:
         "## Results (medians unless p50 / p90 is named)",
         "",
         summary_table(results).markdown(),
+        "",
+        "## mpsv3 against its targets",
+        "",
+        targets.section(results),
         "",
         "## Why each number is what it is",
         "",

@@ -11,7 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from typing import Any
+from typing import Any, Protocol
+
+
+class Leader(Protocol):
+    """What a process tree needs of its leader, however it was started."""
+
+    pid: int
+    output: asyncio.StreamReader
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def kill(self) -> None: ...
 
 
 class _LeaderProtocol(asyncio.SubprocessProtocol):

@@ -117,6 +117,21 @@ _wrapper_checked = False
 _wrapper: list[str] | None = None
 
 
+def pidfd_supported() -> bool:
+    """Whether ``os.pidfd_open`` works here (Linux 5.3+, Python 3.9+)."""
+    global _pidfd_supported
+    if _pidfd_supported is None:
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+            _pidfd_supported = True
+        except (AttributeError, OSError):
+            _pidfd_supported = False
+    return _pidfd_supported
+
+
+_pidfd_supported: bool | None = None
+
+
 def register_child(pid: int) -> None:
     """Mark ``pid`` as a child that its spawner waits for (the reaper leaves it alone)."""
     _owned_children.add(pid)

@@ -18,28 +18,26 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import psutil
 
 from mpsv3.platform.base import (
-    INSTANCE_MARKER,
     KILL_WAIT_S,
-    SERVICE_MARKER,
     ExitStatus,
     SpawnError,
     leader_identity,
     lease_file_name,
     runtime_dir,
 )
-from mpsv3.platform.leader import LeaderProcess, start_leader
+from mpsv3.platform.leader import Leader, start_leader
 from mpsv3.platform.scan import is_alive, iter_marked, self_and_ancestors
 
 assert sys.platform != "win32"
 
 if sys.platform == "linux":
-    from mpsv3.platform import linux, proctable
+    from mpsv3.platform import linux, pidfd_leader, proctable
 
 #: Line limit of the output stream (a longer line is an error for ``readline``).
 OUTPUT_LIMIT = 1 << 20
@@ -155,7 +153,7 @@ class PosixProcessTree:
     and processes carrying this service's markers (double-forked escapees).
     """
 
-    def __init__(self, proc: LeaderProcess, env: dict[str, str]) -> None:
+    def __init__(self, proc: Leader, env: dict[str, str]) -> None:
         self._proc = proc
         self.pid: int = proc.pid
         self.pgid: int | None = proc.pid
@@ -170,7 +168,7 @@ class PosixProcessTree:
 
     def alive_members(self) -> list[int]:
         if sys.platform == "linux" and linux.descendants_are_ours():
-            return self._alive_descendants()
+            return proctable.tree_members(self.pgid, self.pid, self._proc.returncode is None, self._markers)
         excluded = self_and_ancestors()
         members: set[int] = set()
         pgid = self.pgid
@@ -189,17 +187,6 @@ class PosixProcessTree:
             instance, service = self._markers
             members.update(proc.pid for proc in iter_marked(instance, service))
         members -= excluded
-        return sorted(members)
-
-    def _alive_descendants(self) -> list[int]:
-        """Linux, as subreaper: every member is among our descendants; no full /proc scan."""
-        table = proctable.current_table()
-        members = set(table.group(self.pgid)) if self.pgid is not None else set()
-        if self._proc.returncode is None:
-            members.update(p for p in table.descendants(self.pid) if not table.entries[p].zombie)
-        if self._markers is not None:
-            instance, service = self._markers
-            members.update(table.marked(INSTANCE_MARKER, instance, SERVICE_MARKER, service))
         return sorted(members)
 
     def _signal_all(self, signum: signal.Signals) -> None:
@@ -287,8 +274,11 @@ async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> PosixProcess
             command = [*wrapper, *argv]
         else:
             preexec = linux.pdeathsig_preexec(os.getpid())
+    start: Callable[..., Awaitable[Leader]] = start_leader
+    if sys.platform == "linux" and linux.pidfd_supported():
+        start = pidfd_leader.start_pidfd_leader
     try:
-        proc = await start_leader(
+        proc = await start(
             command,
             OUTPUT_LIMIT,
             cwd=cwd,

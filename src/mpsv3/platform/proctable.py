@@ -16,6 +16,8 @@ import contextlib
 import os
 from dataclasses import dataclass
 
+from mpsv3.platform.base import INSTANCE_MARKER, SERVICE_MARKER
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -134,6 +136,24 @@ def read_table(root: int) -> ProcTable:
         entries[pid] = entry
         stack.extend(children_of(pid))
     return ProcTable(entries)
+
+
+def tree_members(
+    pgid: int | None, leader: int, leader_alive: bool, markers: tuple[str, str] | None
+) -> list[int]:
+    """Live members of a service's tree, found among our descendants (we are a subreaper).
+
+    The group, the leader's descendants while it lives, and processes carrying the
+    service's markers (double-forked escapees).
+    """
+    table = current_table()
+    members = set(table.group(pgid)) if pgid is not None else set()
+    if leader_alive:
+        members.update(p for p in table.descendants(leader) if not table.entries[p].zombie)
+    if markers is not None:
+        instance, service = markers
+        members.update(table.marked(INSTANCE_MARKER, instance, SERVICE_MARKER, service))
+    return sorted(members)
 
 
 _cached: ProcTable | None = None
