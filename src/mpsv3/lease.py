@@ -92,9 +92,7 @@ def judge_legacy_lock(path: Path) -> LegacyLockVerdict:
         alive = f"PID {pid} is alive ({describe_process(pid)})" if pid else "unknown holder"
         return LegacyLockVerdict(path, pid, "kept", alive)
     try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+        path.unlink(missing_ok=True)
     except OSError as exc:
         return LegacyLockVerdict(
             path, pid, "kept", f"{reason}, but it cannot be removed: {exc.strerror or exc}"

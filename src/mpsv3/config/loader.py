@@ -206,7 +206,7 @@ class Document:
 
 
 class _TooLarge(Exception):
-    pass
+    """The document expands past the size limit (an alias bomb)."""
 
 
 def build(text: str, shown: str) -> Document:

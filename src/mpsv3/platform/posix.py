@@ -178,11 +178,9 @@ class PosixProcessTree:
             if pgid is not None and _pgid_of(proc.pid) == pgid:
                 members.add(proc.pid)
         if self._proc.returncode is None:
-            try:
+            with contextlib.suppress(psutil.Error):
                 leader = psutil.Process(self.pid)
                 members.update(c.pid for c in leader.children(recursive=True) if is_alive(c))
-            except psutil.Error:
-                pass
         if self._markers is not None:
             instance, service = self._markers
             members.update(proc.pid for proc in iter_marked(instance, service))
@@ -315,11 +313,9 @@ async def reclaim(procs: list[psutil.Process], grace_s: float = 3.0) -> list[int
         if proc.pid in excluded or not is_alive(proc):
             continue
         targets[proc.pid] = proc
-        try:
+        with contextlib.suppress(psutil.Error):
             for child in proc.children(recursive=True):
                 targets.setdefault(child.pid, child)
-        except psutil.Error:
-            pass
         if _pgid_of(proc.pid) == proc.pid:
             leaders.add(proc.pid)
             for pid in group_members(proc.pid):
@@ -394,10 +390,8 @@ class SingletonLease:
         if self._fd is not None:
             return os.getpid()
         if sys.platform == "linux":
-            try:
+            with contextlib.suppress(OSError):
                 return linux.flock_holder(self.path)
-            except OSError:
-                pass
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
