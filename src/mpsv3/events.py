@@ -111,6 +111,7 @@ class EventBus:
 
     def close(self) -> None:
         self.flush()
+        self._flush_hooks.clear()  # a flush still scheduled on the loop must not reach them
         if self._file is not None:
             self._file.flush()
             os.fsync(self._file.fileno())

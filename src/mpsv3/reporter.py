@@ -62,7 +62,8 @@ class Reporter:
             self._console.supervisor_line(line)
 
     def flush(self) -> None:
-        self._file.flush()
+        if not self._file.closed:
+            self._file.flush()
 
     def close(self) -> None:
         self._file.close()

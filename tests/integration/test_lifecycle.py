@@ -354,3 +354,17 @@ def test_only_starts_the_named_services_and_their_dependencies(make_stack: Any) 
     assert [s["id"] for s in stack.status()["services"]] == ["db", "api"]
     assert stack.count("spawned") == 2
     assert stack.stop() == 0
+
+
+def test_regression_clean_shutdown_prints_no_traceback(make_stack: Any) -> None:
+    """A flush scheduled by the last event once ran after the log files were closed."""
+    stack = make_stack(f"""
+        version: 1
+        services:
+          - id: one
+            cmd: {SLEEPER}
+    """)
+    stack.start()
+    stack.wait_state("one", "ready")
+    assert stack.stop() == 0
+    assert "Traceback" not in stack.console_text()
