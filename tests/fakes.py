@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Literal
 
 from mpsv3.config.schema import LivenessSpec, ReadinessSpec
-from mpsv3.events import Event, EventBus
+from mpsv3.engine.events import Event, EventBus
+from mpsv3.engine.probes import ProbeResult, ProbeRunner
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
-from mpsv3.probes import ProbeResult, ProbeRunner
 
 #: Signals a scripted process handles without dying (a reload signal, for example).
 HANDLED_BY_DEFAULT = frozenset({"SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT"})

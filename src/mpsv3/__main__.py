@@ -1,3 +1,3 @@
-from mpsv3.cli import main
+from mpsv3.cli.main import main
 
 main()

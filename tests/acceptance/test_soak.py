@@ -41,8 +41,8 @@ import psutil
 import pytest
 from mindstack import SERVICES, MindStack, MindStackFactory, skip_on_windows
 
-from mpsv3.client_commands import Target, locate
-from mpsv3.control import request
+from mpsv3.cli.client_verbs import Target, locate
+from mpsv3.control.client import request
 from mpsv3.errors import MpsvError
 
 pytestmark = [pytest.mark.acceptance, skip_on_windows]

@@ -23,18 +23,18 @@ from typing import Any
 import jsonschema
 import pytest
 
-from mpsv3.control import (
-    POINTER_NAME,
-    ControlServer,
+from mpsv3.control.client import request
+from mpsv3.control.protocol import (
     NotRunning,
     RequestError,
     client_path,
     encode,
     parse_request,
-    request,
     socket_path,
 )
+from mpsv3.control.server import ControlServer
 from mpsv3.errors import EXIT_NOT_RUNNING, MpsvError
+from mpsv3.platform import POINTER_NAME
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets")
 
@@ -588,7 +588,7 @@ def serving(config_file: Path, handler: Any) -> Iterator[None]:
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from mpsv3.cli import main
+    from mpsv3.cli.main import main
 
     with pytest.raises(SystemExit) as ended:
         main(list(argv))

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mpsv3.lease import LegacyLockVerdict, clean_legacy_locks
+from mpsv3.engine.legacy_locks import LegacyLockVerdict, clean_legacy_locks
 
 
 @pytest.fixture

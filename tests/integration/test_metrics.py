@@ -12,9 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mpsv3.engine.events import EventBus
+from mpsv3.engine.metrics import RESTART_REASONS, MetricsExporter
 from mpsv3.errors import MpsvError
-from mpsv3.events import EventBus
-from mpsv3.metrics import RESTART_REASONS, MetricsExporter
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

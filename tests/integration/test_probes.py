@@ -21,8 +21,8 @@ import pytest
 
 from mpsv3._compat import timeout
 from mpsv3.config.schema import LivenessSpec, ReadinessSpec
-from mpsv3.notify import MAX_SOCKET_PATH_BYTES, NotifySocket
-from mpsv3.probes import ProbeResult, ProbeRunner, run_check
+from mpsv3.engine.notify import MAX_SOCKET_PATH_BYTES, NotifySocket
+from mpsv3.engine.probes import ProbeResult, ProbeRunner, run_check
 from support import free_port, redis_argv, redis_server_binary
 
 

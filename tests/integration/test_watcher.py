@@ -10,7 +10,7 @@ import pytest
 from watchfiles._rust_notify import RustNotify
 
 from mpsv3._compat import TaskGroup, timeout
-from mpsv3.watcher import ChangeBatch, FileWatcher, Notifier
+from mpsv3.engine.watcher import ChangeBatch, FileWatcher, Notifier
 
 DEBOUNCE_MS = 300
 SETTLE_S = 1.5  # long enough for any stray batch to show up on a loaded machine

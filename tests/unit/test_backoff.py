@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from mpsv3.backoff import BackoffPolicy, Ending, Verdict, decide, should_reset
 from mpsv3.config.schema import BackoffSpec, RestartSpec
+from mpsv3.policy.backoff import BackoffPolicy, Ending, Verdict, decide, should_reset
 
 
 def spec(**kw: object) -> RestartSpec:

@@ -21,7 +21,7 @@ from mpsv3.config.schema import (
     TcpCheck,
 )
 from mpsv3.errors import EXIT_USAGE, ConfigInvalid, MpsvError
-from mpsv3.graph import DependencyGraph
+from mpsv3.policy.graph import DependencyGraph
 
 STACK7 = Path(__file__).parent / "configs" / "stack7.yaml"
 

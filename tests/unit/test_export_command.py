@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from mpsv3.errors import EXIT_FAILURE, EXIT_USAGE, ConfigInvalid, MpsvError
 from mpsv3.export import export
-from mpsv3.export.command import WARNING_PREFIX, export_command, parse_images, write_files
+from mpsv3.export.cli import WARNING_PREFIX, export_command, parse_images, write_files
 
 CONFIG = """\
 version: 1
@@ -193,7 +193,7 @@ def test_the_mpsv3_entry_point_turns_errors_into_exit_codes(
     extra: list[str],
     code: int,
 ) -> None:
-    from mpsv3.cli import main
+    from mpsv3.cli.main import main
 
     argv = ["export", *extra, "-c", str(config_path), "-o", str(tmp_path / "out")]
     if code == 0:
@@ -209,7 +209,7 @@ def test_the_mpsv3_entry_point_turns_errors_into_exit_codes(
 def test_the_mpsv3_entry_point_reports_an_invalid_config_with_78(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mpsv3.cli import main
+    from mpsv3.cli.main import main
 
     path = tmp_path / "services.yaml"
     path.write_text("version: 1\nservices:\n  - id: a\n    cmd: x\n    requires: [nope]\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mpsv3.globs import DEFAULT_EXCLUDES, GlobSet, expand_braces, validate_glob
+from mpsv3.policy.globs import DEFAULT_EXCLUDES, GlobSet, expand_braces, validate_glob
 
 CASES: list[tuple[list[str], str, bool]] = [
     # ** matches zero or many segments in the middle, one or more at the end

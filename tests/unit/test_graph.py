@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mpsv3.config.schema import ServiceSpec
-from mpsv3.graph import CycleError, DependencyGraph
+from mpsv3.policy.graph import CycleError, DependencyGraph
 
 # The Mind Protocol stack, in config order.
 STACK = {

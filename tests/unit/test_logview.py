@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mpsv3.cli.logview import LogFollower, log_path, tail_lines
 from mpsv3.errors import MpsvError
-from mpsv3.logview import LogFollower, log_path, tail_lines
 
 
 def write(path: Path, text: str) -> None:
@@ -165,7 +165,7 @@ services:
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from mpsv3.cli import main
+    from mpsv3.cli.main import main
 
     with pytest.raises(SystemExit) as ended:
         main(list(argv))

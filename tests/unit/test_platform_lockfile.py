@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mpsv3.lease import lock_pid
+from mpsv3.engine.legacy_locks import lock_pid
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from mpsv3.config.schema import LivenessSpec, ReadinessSpec
-from mpsv3.notify import (
+from mpsv3.engine.notify import (
     MAX_SOCKET_PATH_BYTES,
     NotifySocket,
     parse_notify_message,
     socket_path_for,
 )
-from mpsv3.probes import LogMatcher, ProbeRunner, describe_probe, run_check
+from mpsv3.engine.probes import LogMatcher, ProbeRunner, describe_probe, run_check
 
 
 @pytest.mark.parametrize(

@@ -38,9 +38,9 @@ from fakes import (
 )
 from mpsv3._compat import timeout
 from mpsv3.config.schema import LogsSpec, ServiceSpec
-from mpsv3.events import Event, EventBus
-from mpsv3.runner import RunnerContext, ServiceRunner
-from mpsv3.states import ALLOWED, State
+from mpsv3.engine.events import Event, EventBus
+from mpsv3.engine.runner import RunnerContext, ServiceRunner
+from mpsv3.policy.states import ALLOWED, State
 
 #: How long a history may take to produce its expected states before it is judged as is.
 SETTLE_S = 1.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mpsv3.states import ALLOWED, IllegalTransition, State, check_transition
+from mpsv3.policy.states import ALLOWED, IllegalTransition, State, check_transition
 
 LEGAL = [
     (State.STOPPED, State.PENDING),

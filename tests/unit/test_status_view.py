@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from rich.console import Console
 
-from mpsv3.status_view import describe_exit, human_duration, parse_timestamp, render_status
+from mpsv3.cli.status_view import describe_exit, human_duration, parse_timestamp, render_status
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "status.schema.json"
 NOW = parse_timestamp("2026-11-24T17:10:00.000Z")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from mpsv3.config.schema import ServiceSpec, StackSpec
 from mpsv3.errors import ConfigError
-from mpsv3.graph import DependencyGraph
+from mpsv3.policy.graph import DependencyGraph
 
 #: A place in the document: mapping keys and list indexes (pydantic's ``loc`` shape).
 Path_ = tuple[str | int, ...]

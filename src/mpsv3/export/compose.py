@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mpsv3.backoff import EXIT_HOT_RELOAD, EXIT_SELF_QUARANTINE
 from mpsv3.config.schema import Config, ExecCheck, LivenessSpec, ReadinessSpec, ServiceSpec
 from mpsv3.export.model import (
     ExportResult,
@@ -38,6 +37,7 @@ from mpsv3.export.model import (
     service_cwd,
     service_env,
 )
+from mpsv3.policy.backoff import EXIT_HOT_RELOAD, EXIT_SELF_QUARANTINE
 
 __all__ = ["FILE_NAME", "export"]
 

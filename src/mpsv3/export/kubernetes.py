@@ -33,7 +33,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from mpsv3.backoff import EXIT_HOT_RELOAD, EXIT_SELF_QUARANTINE
 from mpsv3.config.schema import (
     Config,
     ExecCheck,
@@ -56,6 +55,7 @@ from mpsv3.export.model import (
     service_env,
     stack_name,
 )
+from mpsv3.policy.backoff import EXIT_HOT_RELOAD, EXIT_SELF_QUARANTINE
 
 __all__ = ["CLUSTER_DOMAIN", "DEFAULT_WAIT_IMAGE", "export", "object_name"]
 

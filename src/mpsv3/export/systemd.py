@@ -30,7 +30,6 @@ import math
 import posixpath
 from collections.abc import Callable
 
-from mpsv3.backoff import EXIT_HOT_RELOAD, EXIT_SELF_QUARANTINE, BackoffPolicy
 from mpsv3.config.schema import Config, ExecCheck, ServiceSpec
 from mpsv3.export.model import (
     ExportResult,
@@ -42,6 +41,7 @@ from mpsv3.export.model import (
     stack_name,
     whole_seconds,
 )
+from mpsv3.policy.backoff import EXIT_HOT_RELOAD, EXIT_SELF_QUARANTINE, BackoffPolicy
 
 __all__ = ["export", "target_name", "unit_name"]
 

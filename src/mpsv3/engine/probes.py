@@ -37,7 +37,7 @@ from mpsv3.config.schema import (
     RedisPingCheck,
     TcpCheck,
 )
-from mpsv3.notify import NotifySocket
+from mpsv3.engine.notify import NotifySocket
 
 __all__ = [
     "POLLED_KINDS",

@@ -21,16 +21,16 @@ import psutil
 from mpsv3 import __version__, platform
 from mpsv3._compat import TaskGroup, timeout
 from mpsv3.config.schema import Config, ServiceSpec
+from mpsv3.engine.console import Console
+from mpsv3.engine.events import EventBus, utc_timestamp
+from mpsv3.engine.legacy_locks import SingletonLease, clean_legacy_locks
+from mpsv3.engine.probes import ProbeRunner
+from mpsv3.engine.reporter import Reporter
+from mpsv3.engine.run_record import RuntimeState
+from mpsv3.engine.runner import RunnerContext, ServiceRunner
 from mpsv3.errors import EXIT_OK, EXIT_TEMPFAIL, ConfigError, ConfigInvalid, MpsvError
-from mpsv3.events import EventBus, utc_timestamp
-from mpsv3.graph import DependencyGraph
-from mpsv3.lease import SingletonLease, clean_legacy_locks
-from mpsv3.output import Console
-from mpsv3.probes import ProbeRunner
-from mpsv3.reporter import Reporter
-from mpsv3.runner import RunnerContext, ServiceRunner
-from mpsv3.runstate import RuntimeState
-from mpsv3.states import RESTING, State
+from mpsv3.policy.graph import DependencyGraph
+from mpsv3.policy.states import RESTING, State
 
 #: Variables the supervisor strips from what it passes on, so that a supervisor started by
 #: another one (tests, benchmarks) never marks its services as the outer one's.
@@ -329,7 +329,7 @@ class Supervisor:
         table = self._watch_table()
         if not table:
             return
-        from mpsv3.watcher import FileWatcher
+        from mpsv3.engine.watcher import FileWatcher
 
         assert self.bus is not None
         self._watcher = FileWatcher(
@@ -372,13 +372,14 @@ class Supervisor:
     # ------------------------------------------------------------- control plane + metrics
 
     async def _start_control_plane(self) -> None:
-        from mpsv3.control import ControlServer, socket_path
+        from mpsv3.control.protocol import socket_path
+        from mpsv3.control.server import ControlServer
 
         self._control = ControlServer(socket_path(self.config), self.handle)
         await self._control.start()
         metrics = self.config.stack.metrics
         if metrics is not None:
-            from mpsv3.metrics import MetricsExporter
+            from mpsv3.engine.metrics import MetricsExporter
 
             assert self.bus is not None
             self._metrics = MetricsExporter(self.bus, list(self.runners))
@@ -391,7 +392,7 @@ class Supervisor:
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """One control request -> one reply (``{"ok": ..., "result"|"error": ...}``)."""
-        from mpsv3.commands import dispatch
+        from mpsv3.engine.verbs import dispatch
 
         return await dispatch(self, request)
 

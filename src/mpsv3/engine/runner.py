@@ -19,13 +19,15 @@ from typing import Any
 
 from mpsv3 import platform
 from mpsv3._compat import timeout
-from mpsv3.backoff import Decision, Ending, Verdict, decide, should_reset
 from mpsv3.config.schema import LogsSpec, ServiceSpec
-from mpsv3.events import EventBus, utc_timestamp
-from mpsv3.output import Console, OutputPump, RotatingLog
+from mpsv3.engine.console import Console
+from mpsv3.engine.events import EventBus, utc_timestamp
+from mpsv3.engine.logfile import RotatingLog
+from mpsv3.engine.probes import LogMatcher, NotifySocket, ProbeRunner, describe_probe
+from mpsv3.engine.pump import OutputPump
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
-from mpsv3.probes import LogMatcher, NotifySocket, ProbeRunner, describe_probe
-from mpsv3.states import RESTING, SATISFIES_DEPENDENTS, WITH_PROCESS, State, check_transition
+from mpsv3.policy.backoff import Decision, Ending, Verdict, decide, should_reset
+from mpsv3.policy.states import RESTING, SATISFIES_DEPENDENTS, WITH_PROCESS, State, check_transition
 
 #: How long the pump may drain output after the whole tree has exited.
 DRAIN_AFTER_EXIT_S = 2.0

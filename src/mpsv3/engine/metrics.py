@@ -19,8 +19,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from mpsv3.engine.events import Event, EventBus
 from mpsv3.errors import MpsvError
-from mpsv3.events import Event, EventBus
 
 __all__ = ["LIVE_STATES", "RESTART_REASONS", "MetricsExporter"]
 

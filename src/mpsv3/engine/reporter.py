@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TextIO
 
-from mpsv3.output import Console
+from mpsv3.engine.console import Console
 
 QUIET_EVENTS = frozenset({"probe_passed"})
 

@@ -1,6 +1,6 @@
 """Glob matching for ``watch.paths``: pure string work, no filesystem access.
 
-The file watcher (``mpsv3.watcher``) owns one ``GlobSet`` per service and asks it whether a
+The file watcher (``mpsv3.engine.watcher``) owns one ``GlobSet`` per service and asks it whether a
 changed path concerns that service; config checks call ``validate_glob`` to report a bad
 pattern as a config error. Nothing here touches the disk, so the semantics are unit-tested
 as a plain table.

@@ -45,7 +45,7 @@ def load(config_path: Path, assignments: Sequence[str]):  # type: ignore[no-unty
 def check(config_path: Path, explain: bool, assignments: tuple[str, ...]) -> None:
     """Validate the config and print the start order in layers."""
     from mpsv3.config.explain import explain as explain_config
-    from mpsv3.graph import DependencyGraph
+    from mpsv3.policy.graph import DependencyGraph
 
     config = load(config_path, assignments)
     graph = DependencyGraph.from_services(config.services)
@@ -66,8 +66,8 @@ def check(config_path: Path, explain: bool, assignments: tuple[str, ...]) -> Non
 def up(config_path: Path, assignments: tuple[str, ...], only: tuple[str, ...], quiet: bool) -> None:
     """Run the stack in the foreground until Ctrl-C, SIGTERM or `mpsv3 down`."""
     from mpsv3.config.loader import parse_overrides
-    from mpsv3.output import Console
-    from mpsv3.supervisor import Supervisor
+    from mpsv3.engine.console import Console
+    from mpsv3.engine.supervisor import Supervisor
 
     config = load(config_path, assignments)
     console = Console()
@@ -84,8 +84,8 @@ def up(config_path: Path, assignments: tuple[str, ...], only: tuple[str, ...], q
 
 
 def _register_extensions() -> None:
-    from mpsv3.client_commands import register
-    from mpsv3.export.command import export_command
+    from mpsv3.cli.client_verbs import register
+    from mpsv3.export.cli import export_command
 
     register(main_group)
     main_group.add_command(export_command, "export")

@@ -26,7 +26,7 @@ from typing import Literal, Protocol
 
 from watchfiles._rust_notify import RustNotify
 
-from mpsv3.globs import DEFAULT_EXCLUDES, GlobSet, normalize_relpath
+from mpsv3.policy.globs import DEFAULT_EXCLUDES, GlobSet, normalize_relpath
 
 __all__ = [
     "DEBOUNCE_CAP_FACTOR",

@@ -93,7 +93,7 @@ def _loose_target(config_path: Path) -> Target | None:
 
 def _ask(target: Target, message: dict[str, Any], timeout_s: float = 30.0) -> Any:
     """One request; the ``result`` of an ok reply, else ``MpsvError`` with the supervisor's error."""
-    from mpsv3.control import request
+    from mpsv3.control.client import request
 
     reply = asyncio.run(request(target, message, timeout_s))
     if not reply["ok"]:
@@ -146,7 +146,7 @@ def status(config_path: Path, assignments: tuple[str, ...], as_json: bool, watch
         return
     from rich.console import Console
 
-    from mpsv3.status_view import render_status
+    from mpsv3.cli.status_view import render_status
 
     Console().print(render_status(result, time.time()))
 
@@ -155,8 +155,8 @@ async def _watch_status(target: Target) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from mpsv3.control import request
-    from mpsv3.status_view import render_status
+    from mpsv3.cli.status_view import render_status
+    from mpsv3.control.client import request
 
     with Live(console=Console(), auto_refresh=False) as live:
         while True:
@@ -190,7 +190,7 @@ def logs(
     config_path: Path, assignments: tuple[str, ...], service_id: str, follow: bool, count: int
 ) -> None:
     """Print the end of a service's log (no running supervisor needed)."""
-    from mpsv3.logview import LogFollower, log_path, tail_lines
+    from mpsv3.cli.logview import LogFollower, log_path, tail_lines
 
     target = locate(config_path, assignments)
     if service_id not in target.service_ids:
@@ -253,7 +253,7 @@ release = _service_verb("release", "Release a quarantined service: it starts aga
 @_set_option
 def reload(config_path: Path, assignments: tuple[str, ...]) -> None:
     """Re-read the config and apply the difference (an invalid config changes nothing)."""
-    from mpsv3.control import request
+    from mpsv3.control.client import request
 
     target = locate(config_path, assignments)
     reply = asyncio.run(request(target, {"cmd": "reload"}))
@@ -277,7 +277,7 @@ def down(config_path: Path, assignments: tuple[str, ...]) -> None:
     """Stop every service in reverse order, then the supervisor; wait until it has exited."""
     import psutil
 
-    from mpsv3.control import NotRunning
+    from mpsv3.control.protocol import NotRunning
 
     target = locate(config_path, assignments)
     pid = int(_ask(target, {"cmd": "status"})["supervisor"]["pid"])

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mpsv3.errors import ConfigInvalid
-from mpsv3.states import State
+from mpsv3.policy.states import State
 
 if TYPE_CHECKING:
-    from mpsv3.supervisor import Supervisor
+    from mpsv3.engine.supervisor import Supervisor
 
 SERVICE_VERBS = ("start", "stop", "restart", "release")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mpsv3.platform import ProcessRecord
 
 if TYPE_CHECKING:
-    from mpsv3.runner import ServiceRunner
+    from mpsv3.engine.runner import ServiceRunner
 
 
 WRITE_DELAY_S = 0.05

@@ -1,0 +1,63 @@
+"""Copies a service's output into its log file, the console and a line listener.
+
+Why chunks, not lines: a service that floods its output must never be slowed by us, and no
+line may be lost or cut. The pump reads the pipe in large chunks and writes whole lines to the
+log file at once (the remainder waits for its newline). One pump per running process; owned by
+the service's runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from mpsv3.engine.console import Console
+from mpsv3.engine.logfile import RotatingLog
+
+CHUNK = 256 * 1024
+
+
+class OutputPump:
+    """Copies one process's merged stdout/stderr into the log, the console and a listener.
+
+    Args:
+        name: the service id (console prefix).
+        log: the service's rotating log file.
+        console: the shared console, or None when the console is off.
+    """
+
+    def __init__(self, name: str, log: RotatingLog, console: Console | None) -> None:
+        self._name = name
+        self._log = log
+        self._console = console
+        #: Called with each decoded line while set (the ``log`` readiness probe sets it).
+        self.line_listener: Callable[[str], None] | None = None
+
+    async def run(self, reader: asyncio.StreamReader) -> None:
+        """Until end of file; the last partial line is written with a newline added."""
+        pending = b""
+        while True:
+            chunk = await reader.read(CHUNK)
+            if not chunk:
+                break
+            data = pending + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                pending = data
+                if len(pending) >= CHUNK:  # a huge line with no newline: flush it as a line
+                    self._emit(pending + b"\n")
+                    pending = b""
+                continue
+            pending = data[cut:]
+            self._emit(data[:cut])
+        if pending:
+            self._emit(pending + b"\n")
+
+    def _emit(self, lines: bytes) -> None:
+        self._log.write(lines)
+        if self._console is not None:
+            self._console.write_lines(self._name, lines)
+        listener = self.line_listener
+        if listener is not None:
+            for line in lines.decode("utf-8", "replace").splitlines():
+                listener(line)
