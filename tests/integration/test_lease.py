@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mpsv3.engine.legacy_locks import SingletonLease
+from mpsv3.platform import SingletonLease
 
 CONTENDER = Path(__file__).resolve().parent / "helpers" / "lease_contender.py"
 

@@ -17,7 +17,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from mpsv3.config.schema_export import ServiceExportSpec, StackExportSpec
+
 SERVICE_ID = re.compile(r"^[a-z0-9_-]+$")
+#: Most replicas one service may ask for (``replicas:`` and ``mpsv3 scale``).
+MAX_REPLICAS = 1000
 
 #: Signal names accepted in ``stop.signal`` and ``on_change: signal:NAME``. A fixed list, not
 #: ``signal.Signals``, so that a config validates the same on every platform.
@@ -220,6 +224,7 @@ class WatchSpec(Model):
     debounce_ms: Annotated[int, Field(ge=0)] = 200
     on_change: str = "restart"
     restart_dependents: bool = False
+    signal_to: Literal["main", "group"] = "main"
 
     @field_validator("on_change")
     @classmethod
@@ -234,6 +239,12 @@ class WatchSpec(Model):
     def signal(self) -> str | None:
         """The signal name when ``on_change`` is ``signal:NAME``."""
         return self.on_change.removeprefix("signal:") if self.on_change.startswith("signal:") else None
+
+
+class LimitsSpec(Model):
+    """Resource limits, enforced by restarting the service (reason ``memory``)."""
+
+    memory_mb: Annotated[int, BeforeValidator(_not_a_bool), Field(ge=1)]
 
 
 # ------------------------------------------------------------------------------- services
@@ -255,6 +266,15 @@ class ServiceSpec(Model):
     restart: RestartSpec = RestartSpec()
     stop: StopSpec = StopSpec()
     watch: WatchSpec | None = None
+    kind: Literal["service", "task"] = "service"
+    user: str | None = None
+    group: str | None = None
+    env_file: list[str] = []
+    replicas: Annotated[int, BeforeValidator(_not_a_bool), Field(ge=1, le=MAX_REPLICAS)] | None = None
+    enabled: bool = True
+    profiles: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]] = []
+    limits: LimitsSpec | None = None
+    export: ServiceExportSpec | None = None
 
     _split = field_validator("cmd", mode="before")(classmethod(lambda cls, v: _split_command(v)))
     _nonempty = field_validator("cmd")(classmethod(lambda cls, v: _nonempty_argv(v)))
@@ -306,6 +326,7 @@ class StackSpec(Model):
     alert_cmd: list[str] | None = None
     metrics: MetricsSpec | None = None
     logs: LogsSpec = LogsSpec()
+    export: StackExportSpec | None = None
     services: Annotated[list[ServiceSpec], Field(min_length=1)]
 
     _split = field_validator("alert_cmd", mode="before")(

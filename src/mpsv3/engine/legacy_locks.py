@@ -18,9 +18,9 @@ from typing import Literal
 
 import psutil
 
-from mpsv3.platform import SingletonLease, describe_process
+from mpsv3.platform import describe_process
 
-__all__ = ["LegacyLockVerdict", "SingletonLease", "clean_legacy_locks", "judge_legacy_lock"]
+__all__ = ["LegacyLockVerdict", "clean_legacy_locks", "judge_legacy_lock"]
 
 #: psutil derives start times from the boot time, which the kernel reports in whole
 #: seconds: a process that wrote its lock right after starting may appear to have started

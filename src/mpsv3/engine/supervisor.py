@@ -23,12 +23,13 @@ from mpsv3._compat import TaskGroup, timeout
 from mpsv3.config.schema import Config, ServiceSpec
 from mpsv3.engine.console import Console
 from mpsv3.engine.events import EventBus, utc_timestamp
-from mpsv3.engine.legacy_locks import SingletonLease, clean_legacy_locks
+from mpsv3.engine.legacy_locks import clean_legacy_locks
 from mpsv3.engine.probes import ProbeRunner
 from mpsv3.engine.reporter import Reporter
 from mpsv3.engine.run_record import RuntimeState
 from mpsv3.engine.runner import RunnerContext, ServiceRunner
 from mpsv3.errors import EXIT_OK, EXIT_TEMPFAIL, ConfigError, ConfigInvalid, MpsvError
+from mpsv3.platform import SingletonLease
 from mpsv3.policy.graph import DependencyGraph
 from mpsv3.policy.states import RESTING, State
 

@@ -50,11 +50,11 @@ else:
         start_local_server,
     )
     from mpsv3.platform.posix import (
-        SingletonLease,
         prepare_supervisor,
         reclaim,
         spawn,
     )
+    from mpsv3.platform.posix_lease import SingletonLease
 
 __all__ = [
     "POINTER_NAME",

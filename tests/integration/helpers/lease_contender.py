@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from mpsv3.engine.legacy_locks import SingletonLease
+from mpsv3.platform import SingletonLease
 
 
 def main() -> int:
