@@ -17,27 +17,18 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shlex
 import signal
 import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from mpsv3._compat import timeout
-from mpsv3.config.schema import (
-    ExecCheck,
-    HttpGetCheck,
-    LivenessSpec,
-    ReadinessSpec,
-    RedisPingCheck,
-    TcpCheck,
-)
 from mpsv3.engine.notify import NotifySocket
+from mpsv3.plan import CheckPlan
 
 __all__ = [
     "POLLED_KINDS",
@@ -45,7 +36,6 @@ __all__ = [
     "NotifySocket",
     "ProbeResult",
     "ProbeRunner",
-    "describe_probe",
     "run_check",
 ]
 
@@ -54,9 +44,6 @@ POLLED_KINDS = ("tcp", "http_get", "exec", "redis_ping")
 
 REDIS_PING = b"*1\r\n$4\r\nPING\r\n"
 REDIS_PONG = b"+PONG\r\n"
-
-ProbeSpec = ReadinessSpec | LivenessSpec
-
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -76,31 +63,6 @@ class ProbeResult:
 
 class _CheckFailed(Exception):
     """Internal: a probe attempt failed for the one-line reason in ``args[0]``."""
-
-
-def describe_probe(spec: ProbeSpec) -> str:
-    """A one-line description of a probe for status output and events.
-
-    Examples: ``"http_get http://127.0.0.1:8000/api/ping"``, ``"tcp 127.0.0.1:6379"``,
-    ``"exec pg_isready -q"``, ``"redis_ping 127.0.0.1:6379"``, ``"log 'listening on'"``,
-    ``"notify"``.
-    """
-    kind = spec.kind()
-    check = spec.check()
-    if isinstance(check, TcpCheck | RedisPingCheck):
-        return f"{kind} {_host_port(check.host, check.port)}"
-    if isinstance(check, HttpGetCheck):
-        suffix = "" if check.expect_status == 200 else f" (expect {check.expect_status})"
-        return f"{kind} {check.url}{suffix}"
-    if isinstance(check, ExecCheck):
-        return f"{kind} {shlex.join(check.cmd)}"
-    if kind == "log":
-        return f"log {check.pattern!r}"
-    return kind
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class LogMatcher:
@@ -139,12 +101,12 @@ class ProbeRunner:
         await self._client.aclose()
 
     async def check(
-        self, spec: ProbeSpec, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
+        self, spec: CheckPlan, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
     ) -> ProbeResult:
         """Run one attempt of a polled probe, bounded by ``timeout_s``.
 
         Args:
-            spec: A readiness or liveness spec whose kind is in ``POLLED_KINDS``.
+            spec: A probe whose kind is in ``POLLED_KINDS``.
             timeout_s: Upper bound for the whole attempt (connect, request, answer, exit).
             cwd: Working directory of an ``exec`` probe's command.
             env: Full environment of an ``exec`` probe's command.
@@ -155,13 +117,13 @@ class ProbeRunner:
         Raises:
             ValueError: ``spec`` is a ``log`` or ``notify`` probe, which are not polled.
         """
-        kind = spec.kind()
+        kind = spec.kind
         if kind not in POLLED_KINDS:
             raise ValueError(f"{kind} probes are event-driven, not polled")
         started = time.monotonic()
         try:
             async with timeout(timeout_s):
-                await self._attempt(spec.check(), timeout_s, cwd=cwd, env=env)
+                await self._attempt(spec, timeout_s, cwd=cwd, env=env)
         except (TimeoutError, asyncio.TimeoutError, httpx.TimeoutException):
             return _result(started, f"timed out after {timeout_s}s")
         except _CheckFailed as exc:
@@ -173,20 +135,18 @@ class ProbeRunner:
         return _result(started, "")
 
     async def _attempt(
-        self, check: Any, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
+        self, check: CheckPlan, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
     ) -> None:
-        if isinstance(check, TcpCheck):
+        if check.kind == "tcp":
             await _check_tcp(check)
-        elif isinstance(check, HttpGetCheck):
+        elif check.kind == "http_get":
             await self._check_http(check, timeout_s)
-        elif isinstance(check, ExecCheck):
+        elif check.kind == "exec":
             await _check_exec(check, cwd=cwd, env=env)
-        elif isinstance(check, RedisPingCheck):
-            await _check_redis(check)
         else:
-            raise AssertionError(f"unknown probe settings {check!r}")
+            await _check_redis(check)
 
-    async def _check_http(self, check: HttpGetCheck, timeout_s: float) -> None:
+    async def _check_http(self, check: CheckPlan, timeout_s: float) -> None:
         response = await self._client.get(check.url, timeout=timeout_s)
         if response.status_code != check.expect_status:
             if check.expect_status == 200:
@@ -195,7 +155,7 @@ class ProbeRunner:
 
 
 async def run_check(
-    spec: ProbeSpec, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
+    spec: CheckPlan, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
 ) -> ProbeResult:
     """One attempt of a polled probe with a throwaway HTTP client (see ``ProbeRunner.check``)."""
     runner = ProbeRunner()
@@ -213,12 +173,12 @@ def _result(started: float, reason: str) -> ProbeResult:
 # ------------------------------------------------------------------------------ the kinds
 
 
-async def _check_tcp(check: TcpCheck) -> None:
+async def _check_tcp(check: CheckPlan) -> None:
     _, writer = await asyncio.open_connection(check.host, check.port)
     await _close_writer(writer)
 
 
-async def _check_redis(check: RedisPingCheck) -> None:
+async def _check_redis(check: CheckPlan) -> None:
     reader, writer = await asyncio.open_connection(check.host, check.port)
     try:
         writer.write(REDIS_PING)
@@ -245,7 +205,7 @@ async def _close_writer(writer: asyncio.StreamWriter) -> None:
         return
 
 
-async def _check_exec(check: ExecCheck, *, cwd: Path, env: Mapping[str, str]) -> None:
+async def _check_exec(check: CheckPlan, *, cwd: Path, env: Mapping[str, str]) -> None:
     try:
         proc = await asyncio.create_subprocess_exec(
             *check.cmd,

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 WRITE_DELAY_S = 0.05
 
 
-class RuntimeState:
+class RunRecord:
+    """The record of this run's process trees in ``run/state.json`` (see the module docstring)."""
+
     def __init__(self, path: Path, instance: str) -> None:
         self.path = path
         self.instance = instance
@@ -37,7 +39,10 @@ class RuntimeState:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             return [
-                ProcessRecord(service=s, pid=int(r["pid"]), pgid=r.get("pgid"), create_time=float(r["create_time"]))
+                ProcessRecord(
+                    service=s, pid=int(r["pid"]), pgid=r.get("pgid"), create_time=float(r["create_time"]),
+                    stop_signal=str(r.get("stop_signal", "SIGTERM")), grace_s=float(r.get("grace_s", 10.0)),
+                )
                 for s, r in data.get("services", {}).items()
                 if data.get("instance") == self.instance
             ]
@@ -62,7 +67,11 @@ class RuntimeState:
         for sid, runner in self._runners.items():
             tree = runner.tree
             if tree is not None:
-                services[sid] = {"pid": tree.pid, "pgid": tree.pgid, "create_time": tree.create_time}
+                stop = runner.spec.stop
+                services[sid] = {
+                    "pid": tree.pid, "pgid": tree.pgid, "create_time": tree.create_time,
+                    "stop_signal": stop.signal, "grace_s": stop.grace_s,
+                }
         payload = {"instance": self.instance, "supervisor_pid": os.getpid(), "services": services}
         tmp = self.path.with_suffix(".tmp")
         with contextlib.suppress(OSError):

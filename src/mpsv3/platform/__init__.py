@@ -19,7 +19,7 @@ from mpsv3.platform.base import (
     runtime_dir,
     terminate,
 )
-from mpsv3.platform.scan import describe_process, find_leftovers, port_holders
+from mpsv3.platform.scan import describe_process, find_leftovers, marked_subset, port_holders
 
 if sys.platform == "win32":
     from mpsv3.platform.local_ipc_windows import (
@@ -68,6 +68,7 @@ __all__ = [
     "current_uid",
     "describe_process",
     "find_leftovers",
+    "marked_subset",
     "open_local_connection",
     "peer_uid",
     "port_holders",

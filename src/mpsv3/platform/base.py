@@ -78,6 +78,8 @@ class ProcessRecord:
     pid: int
     pgid: int | None
     create_time: float
+    stop_signal: str = "SIGTERM"
+    grace_s: float = 10.0
 
 
 class ProcessTree(Protocol):
@@ -97,6 +99,14 @@ class ProcessTree(Protocol):
 
     def send_signal(self, signame: str) -> None:
         """Send ``signame`` to the whole tree; never raises when it is already gone."""
+        ...
+
+    def signal_leader(self, signame: str) -> None:
+        """Send ``signame`` to the leader only (systemd's ``kill -HUP $MAINPID``)."""
+        ...
+
+    def resume(self) -> None:
+        """Continue every stopped (SIGSTOP) member, so that a stop signal is acted on."""
         ...
 
     def kill(self) -> None:
@@ -132,7 +142,10 @@ def process_markers(instance: str, service: str) -> dict[str, str]:
 
 
 async def terminate(tree: ProcessTree, signame: str, grace_s: float) -> ExitStatus:
-    """Stop a tree: ``signame`` to all of it, ``grace_s`` to leave, then kill what is left.
+    """Stop a tree: ``signame`` (and SIGCONT) to all of it, ``grace_s`` to leave, then kill.
+
+    The one stop routine of mpsv3: services, leftovers of an earlier run, probe commands and
+    the alert command all end through it.
 
     Args:
         tree: the spawned service.
@@ -146,6 +159,7 @@ async def terminate(tree: ProcessTree, signame: str, grace_s: float) -> ExitStat
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(grace_s, 0.0)
     tree.send_signal(signame)
+    tree.resume()  # a stopped process would wait out the whole grace before acting on it
     leader = asyncio.ensure_future(tree.wait())
     try:
         await asyncio.wait_for(asyncio.shield(leader), timeout=max(deadline - loop.time(), 0.0))

@@ -202,6 +202,14 @@ class PosixProcessTree:
     def send_signal(self, signame: str) -> None:
         self._signal_all(parse_signal(signame))
 
+    def signal_leader(self, signame: str) -> None:
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, parse_signal(signame))
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
     def kill(self) -> None:
         self._signal_all(signal.SIGKILL)
 

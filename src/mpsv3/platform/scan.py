@@ -85,6 +85,22 @@ def iter_marked(instance: str, service: str | None = None) -> Iterator[psutil.Pr
         yield proc
 
 
+def marked_subset(pids: list[int], instance: str) -> list[int]:
+    """Those of ``pids`` whose process carries ``instance``'s marker (never us or an ancestor)."""
+    excluded = self_and_ancestors()
+    found = []
+    for pid in pids:
+        if pid in excluded or pid <= 0:
+            continue
+        try:
+            proc = psutil.Process(pid)
+        except psutil.Error:
+            continue
+        if markers_of(proc)[0] == instance:
+            found.append(pid)
+    return found
+
+
 def _candidates(instance: str) -> Iterator[psutil.Process]:
     """Processes that may carry ``instance``'s marker.
 

@@ -256,6 +256,13 @@ class WindowsProcessTree:
             with contextlib.suppress(OSError):
                 os.kill(self.pid, signal.CTRL_BREAK_EVENT)
 
+    def signal_leader(self, signame: str) -> None:
+        """Only the leader's console group can be signalled: the same as ``send_signal``."""
+        self.send_signal(signame)
+
+    def resume(self) -> None:
+        """Windows has no stopped processes to continue."""
+
     def kill(self) -> None:
         self._killed = True
         if self._job is not None:

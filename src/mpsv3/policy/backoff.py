@@ -11,11 +11,39 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
-
-from mpsv3.config.schema import RestartSpec
+from typing import Protocol
 
 EXIT_HOT_RELOAD = 99
 EXIT_SELF_QUARANTINE = 78
+
+#: The exit-99 storm guard: more than this many immediate restarts ...
+STORM_RESTARTS = 5
+#: ... within this many seconds fall back to the backoff policy.
+STORM_WINDOW_S = 10.0
+
+
+class _Backoff(Protocol):
+    @property
+    def base_ms(self) -> int: ...
+    @property
+    def factor(self) -> float: ...
+    @property
+    def max_ms(self) -> int: ...
+    @property
+    def jitter(self) -> float: ...
+
+
+class RestartRules(Protocol):
+    """A service's ``restart`` settings (the schema's ``RestartSpec`` or the plan's ``RestartPlan``)."""
+
+    @property
+    def policy(self) -> str: ...
+    @property
+    def backoff(self) -> _Backoff: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def reset_after_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +60,7 @@ class BackoffPolicy:
     jitter: float = 0.0
 
     @classmethod
-    def from_spec(cls, spec: RestartSpec) -> BackoffPolicy:
+    def from_spec(cls, spec: RestartRules) -> BackoffPolicy:
         b = spec.backoff
         return cls(base_s=b.base_ms / 1000, factor=b.factor, max_s=b.max_ms / 1000, jitter=b.jitter)
 
@@ -63,7 +91,9 @@ class Ending(Enum):
     EXIT = "exit"  # the process ended by itself (code or signal in ExitStatus)
     READINESS_TIMEOUT = "readiness"  # the gate did not pass in time; we stopped it
     LIVENESS = "liveness"  # liveness failed failure_threshold times; we stopped it
-    SPAWN_FAILED = "spawn"  # could not even start (exec error, port held by a stranger)
+    MEMORY = "memory"  # the tree used more memory than limits.memory_mb; we stopped it
+    SPAWN_FAILED = "spawn"  # could not even start (exec error, bad user, bad cwd)
+    PORT_HELD = "port"  # a declared port is held by a process that is not ours
 
 
 class Verdict(Enum):
@@ -74,6 +104,7 @@ class Verdict(Enum):
     WAIT_FOR_CHANGE = "wait_for_change"  # a reload broke it: wait for the next save
     QUARANTINE = "quarantine"  # exit 78, or max_retries consecutive failures
     EXITED = "exited"  # clean exit (or a crash under policy never): not restarted
+    COMPLETED = "completed"  # a task exited 0: done, and its dependents may start
 
 
 @dataclass(frozen=True)
@@ -87,18 +118,23 @@ class Decision:
 
     @property
     def restart_reason(self) -> str:
-        """The ``restarting`` event's reason (a metrics label): crash or liveness."""
-        return "liveness" if self.ending is Ending.LIVENESS else "crash"
+        """The ``restarting`` event's reason (a metrics label): crash, liveness, memory or port."""
+        return _RESTART_REASONS.get(self.ending, "crash")
+
+
+_RESTART_REASONS = {Ending.LIVENESS: "liveness", Ending.MEMORY: "memory", Ending.PORT_HELD: "port"}
 
 
 def decide(
-    spec: RestartSpec,
+    spec: RestartRules,
     ending: Ending,
     exit_code: int | None,
     failures: int,
     *,
     after_reload: bool = False,
     detail: str | None = None,
+    task: bool = False,
+    immediate_restarts: int = 0,
     rand: Callable[[], float] = random.random,
 ) -> Decision:
     """Apply the contract's exit-code table and the restart policy.
@@ -114,26 +150,40 @@ def decide(
             a broken save then waits for the next save instead of burning the retry budget.
         detail: the failure in the words of whoever saw it (a probe's last answer, a
             spawn error, a port conflict); replaces the generic description.
+        task: the service is a one-shot task: exit 0 completes it.
+        immediate_restarts: exit-99 restarts within the last ``STORM_WINDOW_S`` seconds,
+            this one not counted; past ``STORM_RESTARTS`` an exit 99 is treated as a crash.
         rand: randomness for jitter (tests pass a fixed function).
     """
-    decision = _decide(spec, ending, exit_code, failures, after_reload, detail, rand)
+    decision = _decide(spec, ending, exit_code, failures, after_reload, detail, task, immediate_restarts, rand)
     return replace(decision, ending=ending)
 
 
 def _decide(
-    spec: RestartSpec,
+    spec: RestartRules,
     ending: Ending,
     exit_code: int | None,
     failures: int,
     after_reload: bool,
     detail: str | None,
+    task: bool,
+    immediate_restarts: int,
     rand: Callable[[], float],
 ) -> Decision:
     policy = BackoffPolicy.from_spec(spec)
     if ending is Ending.EXIT and exit_code == EXIT_HOT_RELOAD:
-        return Decision(Verdict.RESTART_NOW, 0, reason="exit 99: hot-reload request")
+        if immediate_restarts < STORM_RESTARTS:
+            return Decision(Verdict.RESTART_NOW, 0, reason="exit 99: hot-reload request")
+        detail = (
+            f"exit 99 {immediate_restarts + 1} times within {STORM_WINDOW_S:g}s: "
+            "a restart storm, so the backoff policy applies"
+        )
+        ending = Ending.EXIT
+        exit_code = None
     if ending is Ending.EXIT and exit_code == EXIT_SELF_QUARANTINE:
         return Decision(Verdict.QUARANTINE, failures, reason="exit 78: the service quarantined itself")
+    if ending is Ending.EXIT and exit_code == 0 and task:
+        return Decision(Verdict.COMPLETED, 0, reason="exit 0")
     if ending is Ending.EXIT and exit_code == 0:
         if spec.policy == "always":
             return Decision(Verdict.BACKOFF, 0, delay_s=policy.base_s, reason="exit 0; policy always")
@@ -167,9 +217,23 @@ def _failure_reason(ending: Ending, exit_code: int | None) -> str:
         return "liveness probe failed"
     if ending is Ending.SPAWN_FAILED:
         return "could not start"
+    if ending is Ending.PORT_HELD:
+        return "a declared port is held"
+    if ending is Ending.MEMORY:
+        return "over its memory limit"
     return f"exit {exit_code}" if exit_code is not None else "killed by a signal"
 
 
-def should_reset(ready_since: float | None, now: float, reset_after_s: float) -> bool:
-    """True when the service has been ready (and alive) long enough to forget its failures."""
-    return ready_since is not None and now - ready_since >= reset_after_s
+def effective_failures(failures: int, ready_since: float | None, now: float, reset_after_s: float) -> int:
+    """The failure count as of ``now``: 0 once the service has been ready for ``reset_after_s``.
+
+    The one reset rule: the lifecycle applies it when a run ends, status shows it meanwhile.
+    """
+    if ready_since is not None and now - ready_since >= reset_after_s:
+        return 0
+    return failures
+
+
+def recent_immediate_restarts(times: tuple[float, ...], now: float) -> tuple[float, ...]:
+    """The exit-99 restart times that still count for the storm guard at ``now``."""
+    return tuple(t for t in times if now - t < STORM_WINDOW_S)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mpsv3.config.schema import ServiceSpec
+    from mpsv3.plan import StackPlan
 
 
 class CycleError(ValueError):
@@ -58,6 +59,11 @@ class DependencyGraph:
                 raise ValueError(f"duplicate service id {spec.id!r}")
             requires[spec.id] = spec.requires
         return cls(requires)
+
+    @classmethod
+    def from_plan(cls, plan: StackPlan) -> DependencyGraph:
+        """The graph of a plan: a dependent of a replicated service requires every replica."""
+        return cls({spec.id: plan.requires_ids(spec) for spec in plan.services})
 
     # ------------------------------------------------------------------------------ order
 
