@@ -34,7 +34,7 @@ from mpsv3.control.protocol import (
 )
 from mpsv3.control.server import ControlServer
 from mpsv3.errors import EXIT_NOT_RUNNING, MpsvError
-from mpsv3.platform import POINTER_NAME
+from mpsv3.platform import POINTER_NAME, PrivatePathError
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets")
 
@@ -434,7 +434,7 @@ def test_a_symlinked_socket_folder_is_refused(tmp_path: Path) -> None:
     elsewhere.mkdir(mode=0o700)
     instance.state_dir.mkdir()
     (instance.state_dir / "run").symlink_to(elsewhere)
-    with pytest.raises(MpsvError, match="not a directory"):
+    with pytest.raises(PrivatePathError, match="it is a symlink"):
         asyncio.run(ControlServer(socket_path(instance), Recorder()).start())
     assert list(elsewhere.iterdir()) == []
 
