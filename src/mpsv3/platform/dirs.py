@@ -16,7 +16,6 @@ checks apply (a directory, not a link) and files are opened in binary, non-inher
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import secrets
@@ -167,10 +166,7 @@ def open_private_file(path: Path, flags: int, mode: int = 0o600) -> int:
         except FileNotFoundError:
             continue  # removed between the two opens: create it
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
-                raise PrivatePathError(
-                    f"refusing to open {path}: it is a symlink; remove it"
-                ) from None
+            _refuse_odd_file(path, exc)
             raise
         try:
             _check_reused(path, fd, mode)
@@ -179,6 +175,21 @@ def open_private_file(path: Path, flags: int, mode: int = 0o600) -> int:
             raise
         return fd
     raise PrivatePathError(f"refusing to open {path}: it keeps disappearing and reappearing")
+
+
+def _refuse_odd_file(path: Path, exc: OSError) -> None:
+    """Turn a failed open of a symlink (ELOOP) or a FIFO without reader (ENXIO) into a
+    :class:`PrivatePathError`; other failures are left to the caller."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise PrivatePathError(f"refusing to open {path}: it is a symlink; remove it") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise PrivatePathError(
+            f"refusing to open {path}: it is not a regular file; move it out of the way"
+        ) from None
 
 
 def _check_reused(path: Path, fd: int, mode: int) -> None:

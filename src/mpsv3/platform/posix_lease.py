@@ -15,12 +15,12 @@ import contextlib
 import fcntl
 import os
 import re
-import stat
 import sys
 
 from mpsv3.platform.dirs import (
     RUNTIME_HINT,
     ensure_private_dir,
+    file_problem,
     lease_file_name,
     open_private_file,
     owner_uid,
@@ -34,7 +34,7 @@ if sys.platform == "linux":
 
 
 def _ours(info: os.stat_result) -> bool:
-    return stat.S_ISREG(info.st_mode) and info.st_uid == owner_uid()
+    return file_problem(info, owner_uid()) is None
 
 
 def _first_int(text: str) -> int | None:
