@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -21,8 +22,9 @@ from typing import Any
 import pytest
 
 from mpsv3.control.client import request
-from mpsv3.control.protocol import socket_path
+from mpsv3.control.protocol import client_path, socket_path
 from mpsv3.control.server import ControlServer
+from support import MPSV3, Stack, free_port
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets")
 
@@ -295,3 +297,153 @@ def _pong(path: Path) -> bool:
     except (OSError, ValueError):
         return False
 
+
+
+# ----------------------------------------- acceptance: a real `mpsv3 up` under a flood
+
+PROGRAM = Path(__file__).parent / "programs" / "service.py"
+SUPERVISOR_FD_LIMIT = 256
+
+
+def service_cmd(port: int) -> str:
+    return json.dumps([sys.executable, str(PROGRAM), "--port", str(port)])
+
+
+def start_limited(stack: Stack, nofile: int) -> subprocess.Popen[bytes]:
+    """``stack.start()``, with the supervisor's fd limit lowered to ``nofile``."""
+
+    import resource  # POSIX only: imported here so the module still collects on Windows
+
+    def lower_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    with open(stack.console, "ab") as out:
+        stack.process = subprocess.Popen(
+            [*MPSV3, "up", "-c", str(stack.config_path)],
+            cwd=stack.root, env=stack.env, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, preexec_fn=lower_limit,
+        )
+    return stack.process
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def line_count(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+class Flood:
+    """Idle connections (4x the supervisor's fd limit), garbage and 50 MB payloads, in
+    threads, until :meth:`stop`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.held: list[socket.socket] = []
+        self.sent_huge: list[int] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._idle),
+            threading.Thread(target=self._garbage),
+            *(threading.Thread(target=self._huge) for _ in range(3)),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _idle(self) -> None:
+        while not self._stop.is_set():
+            if len(self.held) < 4 * SUPERVISOR_FD_LIMIT:
+                self.held += connect_idle(self.path, 50)
+            time.sleep(0.05)
+
+    def _garbage(self) -> None:
+        payloads = [b"\x00" * 300 + b"\n", b"[" * 50_000 + b"\n", b'{"cmd": 7}\n', b"GET / HTTP/1.1\r\n\r\n"]
+        index = 0
+        while not self._stop.is_set():
+            send_garbage(self.path, payloads[index % len(payloads)])
+            index += 1
+
+    def _huge(self) -> None:
+        while not self._stop.is_set():
+            self.sent_huge.append(send_huge(self.path))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+        for sock in self.held:
+            sock.close()
+
+
+@pytest.mark.slow
+def test_a_flooded_supervisor_keeps_its_services_and_answers_status(make_stack: Any) -> None:
+    web, cache = free_port(), free_port()
+    stack: Stack = make_stack(f"""
+        version: 1
+        services:
+          - id: web
+            cmd: {service_cmd(web)}
+            readiness: {{http_get: {{url: "http://127.0.0.1:{web}/ping"}}, timeout_s: 30}}
+            liveness:
+              http_get: {{url: "http://127.0.0.1:{web}/health"}}
+              interval_s: 0.5
+              timeout_s: 2
+              failure_threshold: 2
+          - id: cache
+            cmd: {service_cmd(cache)}
+            readiness: {{tcp: {{host: 127.0.0.1, port: {cache}}}, timeout_s: 30}}
+            liveness:
+              tcp: {{host: 127.0.0.1, port: {cache}}}
+              interval_s: 0.5
+              timeout_s: 2
+              failure_threshold: 2
+    """)
+    proc = start_limited(stack, SUPERVISOR_FD_LIMIT)
+    stack.wait_state("web", "ready")
+    stack.wait_state("cache", "ready")
+    pids = {s["id"]: s["pid"] for s in stack.status()["services"]}
+    time.sleep(1.0)  # let the first liveness rounds settle the descriptor count
+    baseline = open_fds(proc.pid)
+    log_lines = line_count(stack.state_dir / "logs" / "mpsv3.log")
+    console_lines = line_count(stack.console)
+    events_before = len(stack.events())
+    name = stack.status()["supervisor"]["name"]
+    path = client_path(Instance(name, stack.state_dir, stack.config_path))
+
+    flood = Flood(path)
+    latencies: list[float] = []
+    peak = baseline
+    try:
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            reply = json.loads(exchange(path, b'{"cmd": "status"}\n', timeout=5))
+            latencies.append(time.monotonic() - started)
+            assert reply["ok"] is True
+            assert {s["id"]: s["pid"] for s in reply["result"]["services"]} == pids
+            peak = max(peak, open_fds(proc.pid))
+            time.sleep(0.2)
+    finally:
+        flood.stop()
+
+    print(
+        f"flood: {len(latencies)} status calls, slowest {max(latencies) * 1000:.0f} ms; "
+        f"fds baseline {baseline}, peak {peak}; {len(flood.held)} idle connections opened; "
+        f"{len(flood.sent_huge)} x 50 MB payloads, at most {max(flood.sent_huge or [0])} B taken"
+    )
+    assert max(latencies) < 1.0, latencies
+    assert peak < SUPERVISOR_FD_LIMIT - 64, peak  # the cap kept most descriptors free
+    assert len(flood.held) > SUPERVISOR_FD_LIMIT  # the flood did exceed the fd limit
+    assert flood.sent_huge and max(flood.sent_huge) < 8 * 1024 * 1024
+    assert wait_for(lambda: open_fds(proc.pid) <= baseline + 2, timeout=15), (
+        baseline, open_fds(proc.pid),
+    )
+    assert proc.poll() is None
+    assert {s["id"]: s["pid"] for s in stack.status()["services"]} == pids
+    during = stack.events()[events_before:]
+    assert [e for e in during if e["event"] in ("probe_failed", "exited", "spawned")] == []
+    assert line_count(stack.state_dir / "logs" / "mpsv3.log") - log_lines < 20
+    assert line_count(stack.console) - console_lines < 20, stack.console_text()[-3000:]
+    assert "Traceback" not in stack.console_text()
+    assert stack.stop() == 0
