@@ -129,3 +129,18 @@ def test_a_slow_terminal_loses_lines_with_a_notice_never_blocks(monkeypatch: pyt
     text = out.getvalue().decode()
     assert "lines of flood not shown: the console is too slow; see logs/flood.log" in text
     assert text.count("| " + "x" * 99) < 100
+
+
+def test_lines_before_any_name_is_known_do_not_fix_the_width() -> None:
+    """Today's supervisor announces its services one by one after its first line."""
+    out = io.BytesIO()
+    console = Console(out, colour=False, clock=lambda: NOW)
+    console.supervisor_line("instance x")
+    for name in ("db", "autonomy_orchestrator"):
+        console.set_names([name])
+    console.write_lines("db", b"up\n")
+    console.set_names(["a_name_longer_than_any_other"])  # after the first named line: too late
+    console.write_lines("autonomy_orchestrator", b"up\n")
+    console.close()
+    _first, *named = out.getvalue().splitlines()
+    assert [line.index(b"|") for line in named] == [len("hh:mm:ss autonomy_orchestrator ")] * 2

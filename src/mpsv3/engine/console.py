@@ -73,7 +73,9 @@ class Console:
         stream: where to write (default: standard output).
         colour: ANSI colours (default: when ``stream`` is a terminal).
         names: every id that will write, in config order: they fix the prefix width and
-            the colours before the first line (:meth:`set_names` can add more until then).
+            the colours. The width is frozen by the first line written once names are known
+            (here or by :meth:`set_names`); later, longer names overflow it rather than
+            move every other line.
         clock: wall clock for lines that carry no stamp (tests inject one).
     """
 
@@ -93,6 +95,7 @@ class Console:
         self._lock = threading.Lock()
         self._width = _MIN_WIDTH
         self._frozen = False
+        self._named = False
         self._order: dict[str, int] = {}
         self._prefixes: dict[str, bytes] = {}
         self.set_names(names)
@@ -102,10 +105,13 @@ class Console:
     def set_names(self, names: Iterable[str]) -> None:
         """Make room for these ids (until the first line is written) and give them colours."""
         with self._lock:
+            names = list(names)
+            self._named = self._named or bool(names)
             for name in names:
                 self._order.setdefault(name, len(self._order))
-                if not self._frozen:
-                    self._width = max(self._width, len(name))
+                if not self._frozen and len(name) > self._width:
+                    self._width = len(name)
+                    self._prefixes = {}  # lines written before the names were known
 
     def _prefix(self, name: str, level: str) -> bytes:
         key = f"{name}\0{level}"
@@ -125,7 +131,7 @@ class Console:
     def write_lines(self, name: str, data: bytes, level: str = "info") -> None:
         """Queue whole lines of ``name``'s output; never blocks."""
         with self._lock:
-            self._frozen = True
+            self._frozen = self._named
             if self._queued + len(data) > CONSOLE_QUEUE_BYTES:
                 self._dropped[name] = self._dropped.get(name, 0) + data.count(b"\n")
                 return
