@@ -376,7 +376,7 @@ def test_request_without_a_server_is_not_running(tmp_path: Path) -> None:
 def test_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path: Path) -> None:
     instance = make_instance(tmp_path)
     path = socket_path(instance)
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # socket_path made it private already
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))
     stale.close()  # the file stays, nobody listens: a crashed supervisor's leftover
@@ -400,7 +400,7 @@ def test_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path: Path) -> None:
 def test_a_regular_file_in_the_way_is_not_removed(tmp_path: Path) -> None:
     instance = make_instance(tmp_path)
     path = socket_path(instance)
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # socket_path made it private already
     path.write_text("precious")
     with pytest.raises(MpsvError, match="not a socket"):
         asyncio.run(ControlServer(path, Recorder()).start())

@@ -89,8 +89,8 @@ def server_endpoint(state_dir: Path, name: str) -> Path:
     """
     path, fallback = _computed_path(state_dir, name)
     pointer = Path(state_dir) / "run" / POINTER_NAME
+    ensure_private_dir(pointer.parent)  # before anything is written or removed in it
     if fallback:
-        ensure_private_dir(pointer.parent)
         write_private_file(pointer, (str(path) + "\n").encode())
     else:
         pointer.unlink(missing_ok=True)
