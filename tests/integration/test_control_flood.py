@@ -358,7 +358,10 @@ class Flood:
             time.sleep(0.05)
 
     def _garbage(self) -> None:
-        payloads = [b"\x00" * 300 + b"\n", b"[" * 50_000 + b"\n", b'{"cmd": 7}\n', b"GET / HTTP/1.1\r\n\r\n"]
+        payloads = [
+            b"\x00" * 300 + b"\n", b"[" * 50_000 + b"\n", b'{"cmd": 7}\n',
+            b"GET / HTTP/1.1\r\n\r\n",
+        ]
         index = 0
         while not self._stop.is_set():
             send_garbage(self.path, payloads[index % len(payloads)])

@@ -51,8 +51,10 @@ class Squatter:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout)
-        self.gid = int(subprocess.run(["id", "-g", name], capture_output=True, text=True, check=True).stdout)
+        import pwd  # POSIX only: imported here so the module still collects on Windows
+
+        entry = pwd.getpwnam(name)
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
         self.procs: list[subprocess.Popen[str]] = []
 
     def run(self, *argv: str) -> None:
@@ -61,7 +63,8 @@ class Squatter:
     def hold_flock(self, path: Path) -> subprocess.Popen[str]:
         """``flock`` on ``path`` as the squatter, held until teardown; returns once held."""
         proc = subprocess.Popen(
-            ["sh", "-c", 'exec 9>>"$1" && flock -n 9 && echo HELD && exec sleep 300', "sh", str(path)],
+            ["sh", "-c", 'exec 9>>"$1" && flock -n 9 && echo HELD && exec sleep 300', "sh",
+             str(path)],
             user=self.uid, group=self.gid, extra_groups=[], stdout=subprocess.PIPE, text=True,
         )
         self.procs.append(proc)
@@ -272,7 +275,9 @@ def test_a_new_file_is_exclusive_and_an_old_one_of_ours_is_tightened(tmp_path: P
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_the_lease_refuses_a_hard_link_to_a_victim(tmp_path: Path, victim: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_lease_refuses_a_hard_link_to_a_victim(
+    tmp_path: Path, victim: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runtime = tmp_path / "runtime"
     monkeypatch.setenv("MPSV3_RUNTIME_DIR", str(runtime))
     ensure_private_dir(runtime)
@@ -284,7 +289,9 @@ def test_the_lease_refuses_a_hard_link_to_a_victim(tmp_path: Path, victim: Path,
     assert victim.read_text() == VICTIM_TEXT
 
 
-def test_log_files_are_0640_and_never_written_through_a_symlink(tmp_path: Path, victim: Path) -> None:
+def test_log_files_are_0640_and_never_written_through_a_symlink(
+    tmp_path: Path, victim: Path
+) -> None:
     logs = tmp_path / "logs"
     ensure_private_dir(logs)
     log = RotatingLog(logs / "api.log", max_bytes=100, backups=2)
