@@ -151,6 +151,11 @@ def test_children_of_the_holder_do_not_inherit_the_lease(
         child.wait(timeout=5)
 
 
-def test_the_runtime_dir_is_private(runtime_dir: Path) -> None:
-    SingletonLease("stack")
-    assert runtime_dir.stat().st_mode & 0o777 == 0o700
+def test_the_runtime_dir_and_the_lease_file_are_private(runtime_dir: Path) -> None:
+    lease = SingletonLease("stack")
+    try:
+        assert lease.acquire()
+        assert runtime_dir.stat().st_mode & 0o777 == 0o700
+        assert (runtime_dir / "stack.lock").stat().st_mode & 0o777 == 0o600
+    finally:
+        lease.release()

@@ -2,6 +2,10 @@
 
 Why its own module: the pump writes to it, ``logs`` reads what it leaves (``x.log``,
 ``x.log.1`` ...), and the supervisor's own logs rotate the same way. Owned by one writer.
+
+Log files hold whatever services print (tokens, addresses), so they are born mode 0640 (an
+older, looser file is tightened) and opened without following a symlink: a link planted as
+``logs/api.log`` must not make the supervisor append to, say, ``/etc/passwd``.
 """
 
 from __future__ import annotations
@@ -10,19 +14,39 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from mpsv3.platform import open_private_file
+
+#: The most a log file may allow: owner read/write, group read.
+LOG_FILE_MODE = 0o640
+
+
+def open_log_file(path: Path) -> BinaryIO:
+    """Open ``path`` for appending: created 0640, never through a symlink, only if ours.
+
+    Raises:
+        PrivatePathError: ``path`` is a symlink, not a regular file, another user's file, or
+            has a second hard link.
+        OSError: it cannot be opened (a missing folder, a name too long ...).
+    """
+    fd = open_private_file(path, os.O_WRONLY | os.O_APPEND, LOG_FILE_MODE)
+    return os.fdopen(fd, "ab")
+
 
 class RotatingLog:
     """An append-only log file rotated by size: ``x.log`` -> ``x.log.1`` -> ... ``x.log.N``.
 
     Rotation happens only between whole lines, so a reader of any one file sees whole lines.
+
+    Raises (from the constructor and from a rotation):
+        PrivatePathError, OSError: see :func:`open_log_file`.
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         self.path = path
         self._max_bytes = max_bytes
         self._backups = backups
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(path, "ab")  # noqa: SIM115 - owned by this object
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._file: BinaryIO = open_log_file(path)
         self._size = self._file.tell()
 
     def write(self, data: bytes) -> None:
@@ -42,7 +66,7 @@ class RotatingLog:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink(missing_ok=True)
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = open_log_file(self.path)
         self._size = 0
 
     def close(self) -> None:

@@ -16,9 +16,9 @@ from mpsv3.platform.base import (
     ProcessTree,
     SpawnError,
     process_markers,
-    runtime_dir,
     terminate,
 )
+from mpsv3.platform.dirs import PrivatePathError, ensure_private_dir, open_private_file, runtime_dir
 from mpsv3.platform.scan import describe_process, find_leftovers, marked_subset, port_holders
 
 if sys.platform == "win32":
@@ -60,6 +60,7 @@ __all__ = [
     "POINTER_NAME",
     "ExitStatus",
     "LocalServer",
+    "PrivatePathError",
     "ProcessRecord",
     "ProcessTree",
     "SingletonLease",
@@ -67,9 +68,11 @@ __all__ = [
     "client_endpoint",
     "current_uid",
     "describe_process",
+    "ensure_private_dir",
     "find_leftovers",
     "marked_subset",
     "open_local_connection",
+    "open_private_file",
     "peer_uid",
     "port_holders",
     "prepare_supervisor",

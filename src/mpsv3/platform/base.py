@@ -9,17 +9,16 @@ signals a process itself.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import psutil
+
+# Moved to dirs.py (private directories and files); re-exported for existing importers.
+from mpsv3.platform.dirs import lease_file_name as lease_file_name
+from mpsv3.platform.dirs import runtime_dir as runtime_dir
 
 #: Environment variables that mark a process as started by an mpsv3 instance for a service.
 INSTANCE_MARKER = "MPSV3_INSTANCE"
@@ -173,34 +172,3 @@ async def terminate(tree: ProcessTree, signame: str, grace_s: float) -> ExitStat
             tree.kill()
             await tree.wait_gone(KILL_WAIT_S)
     return await leader
-
-
-def runtime_dir() -> Path:
-    """Where leases live: ``$MPSV3_RUNTIME_DIR``, else a per-user runtime or temp dir.
-
-    POSIX: ``$XDG_RUNTIME_DIR/mpsv3``, else ``<tempdir>/mpsv3-<uid>``. Windows:
-    ``%LOCALAPPDATA%\\mpsv3``, else ``<tempdir>\\mpsv3-<user>``. Created with mode 0700.
-    """
-    explicit = os.environ.get("MPSV3_RUNTIME_DIR")
-    if explicit:
-        path = Path(explicit)
-    elif sys.platform == "win32":
-        local = os.environ.get("LOCALAPPDATA")
-        user = os.environ.get("USERNAME", "user")
-        path = Path(local) / "mpsv3" if local else Path(tempfile.gettempdir()) / f"mpsv3-{user}"
-    else:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        if xdg and Path(xdg).is_dir():
-            path = Path(xdg) / "mpsv3"
-        else:
-            path = Path(tempfile.gettempdir()) / f"mpsv3-{os.getuid()}"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
-
-
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def lease_file_name(name: str) -> str:
-    """A file- and mutex-name-safe, collision-free form of an instance name (``%XX``)."""
-    return _UNSAFE_NAME_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
+import logging
 import os
 import socket
 import stat
@@ -26,6 +28,13 @@ from pathlib import Path
 
 from mpsv3._compat import timeout
 from mpsv3.errors import MpsvError
+from mpsv3.platform.dirs import (
+    describe_uid,
+    ensure_private_dir,
+    read_private_file,
+    write_private_file,
+)
+from mpsv3.platform.pressure import ErrorDigest
 
 assert sys.platform != "win32"
 
@@ -37,6 +46,11 @@ POINTER_NAME = "control.path"  # holds the real socket path when it lives outsid
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS; keep a margin
 CLIENT_LIMIT = 1 << 24  # a client reads whole replies (a status of many services)
 _PEERCRED = struct.Struct("iII")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
+BACKLOG = 64  # connections waiting to be accepted cost the kernel memory, not our descriptors
+ACCEPT_BACKOFF_MIN_S = 0.02  # first pause after a failed accept(); doubles while it fails
+ACCEPT_BACKOFF_MAX_S = 1.0
+
+_log = logging.getLogger("mpsv3.control.socket")
 
 
 def current_uid() -> int | None:
@@ -67,70 +81,135 @@ def server_endpoint(state_dir: Path, name: str) -> Path:
     The socket is ``state_dir/run/control.sock``. When that path is too long for a Unix
     socket, the socket goes to ``<tempdir>/mpsv3-<uid>/<name>-<hash of state_dir>.sock`` and
     its real path is written to ``state_dir/run/control.path`` for clients whose temp dir
-    differs; a leftover pointer is removed when the short path fits.
+    differs; a leftover pointer is removed when the short path fits. The pointer is replaced
+    atomically (never written through a symlink) in a private ``run/``.
+
+    Raises:
+        PrivatePathError: ``run/`` is not private to us.
     """
     path, fallback = _computed_path(state_dir, name)
     pointer = Path(state_dir) / "run" / POINTER_NAME
+    ensure_private_dir(pointer.parent)  # before anything is written or removed in it
     if fallback:
-        private_dir(pointer.parent)
-        pointer.write_text(str(path) + "\n", encoding="utf-8")
+        write_private_file(pointer, (str(path) + "\n").encode())
     else:
         pointer.unlink(missing_ok=True)
     return path
 
 
 def client_endpoint(state_dir: Path, name: str) -> Path:
-    """The socket a client connects to: the recorded fallback if any, else computed."""
-    pointer = Path(state_dir) / "run" / POINTER_NAME
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        recorded = pointer.read_text(encoding="utf-8").strip()
+    """The socket a client connects to: the recorded fallback if any, else computed.
+
+    A pointer that is not a regular file of ours (planted, a symlink) is ignored.
+    """
+    data = read_private_file(Path(state_dir) / "run" / POINTER_NAME, limit=4096)
+    with contextlib.suppress(UnicodeDecodeError):
+        recorded = data.decode("utf-8").strip() if data else ""
         if recorded:
             return Path(recorded)
     return _computed_path(state_dir, name)[0]
-
-
-def private_dir(path: Path) -> None:
-    """Create ``path`` (mode 0700) or check that an existing one is ours, then make it 0700.
-
-    Raises:
-        MpsvError: ``path`` is not a directory (a symlink is not followed) or another uid
-            owns it.
-    """
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = os.lstat(path)  # a symlink planted in a shared temp dir is refused, not followed
-    if not stat.S_ISDIR(info.st_mode):
-        raise MpsvError(f"refusing to use {path}: not a directory")
-    uid = os.geteuid()
-    if info.st_uid != uid:
-        raise MpsvError(f"refusing to use {path}: owned by uid {info.st_uid}, not {uid}")
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)
 
 
 # --------------------------------------------------------------------------------- server
 
 
 class LocalServer:
-    """A listening Unix socket; :meth:`close` stops it and removes its file if still ours.
+    """A listening Unix socket with its own accept loop; :meth:`close` stops it.
 
-    The file is removed only if it is still the inode we bound, so a successor that already
-    replaced it keeps its socket.
+    Why not ``asyncio.start_unix_server``: when ``accept()`` fails for lack of descriptors,
+    asyncio logs a traceback for every failure (thousands under a flood) and retries after a
+    fixed second. Here such a failure pauses accepting with an exponential backoff (waiting
+    connections stay in the kernel's backlog, costing us no descriptor) and is logged once
+    per kind; no accept error ever leaves this class. One connection is accepted per loop
+    turn, so a flood cannot starve the connections already accepted.
+
+    The socket file is removed on close only if it is still the inode we bound, so a
+    successor that already replaced it keeps its socket. Owned by the caller (the
+    ``ControlServer``), on the caller's event loop.
     """
 
-    def __init__(self, server: asyncio.Server, path: Path, inode: int) -> None:
-        self._server = server
+    def __init__(
+        self, sock: socket.socket, path: Path, client_connected_cb: ClientConnected, limit: int
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._fd = sock.fileno()
         self._path = path
-        self._inode: int | None = inode
+        self._inode: int | None = os.stat(path).st_ino
+        self._callback = client_connected_cb
+        self._limit = limit
+        self._delay = ACCEPT_BACKOFF_MIN_S
+        self._resume: asyncio.TimerHandle | None = None
+        self._setups: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.digest = ErrorDigest(_log)
+        self._loop.add_reader(self._fd, self._accept_one)
 
     def close(self) -> None:
         """Stop accepting connections (open ones are the caller's) and unlink our socket."""
-        self._server.close()
-        if self._inode is None:
+        if self._closed:
             return
+        self._closed = True
+        self._loop.remove_reader(self._fd)
+        if self._resume is not None:
+            self._resume.cancel()
+        self._sock.close()
+        for task in self._setups:
+            task.cancel()
         with contextlib.suppress(OSError):
-            if os.stat(self._path).st_ino == self._inode:
+            if self._inode is not None and os.stat(self._path).st_ino == self._inode:
                 os.unlink(self._path)
         self._inode = None
+
+    def _accept_one(self) -> None:
+        try:
+            conn, _address = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except ConnectionAbortedError:
+            return  # the peer gave up while waiting in the backlog
+        except Exception as exc:  # EMFILE and the like: never a traceback, never the loop
+            self._pause(exc)
+            return
+        self._delay = ACCEPT_BACKOFF_MIN_S
+        conn.setblocking(False)
+        task = self._loop.create_task(self._set_up(conn))
+        self._setups.add(task)
+        task.add_done_callback(self._setups.discard)
+
+    def _pause(self, exc: Exception) -> None:
+        """Stop accepting for a backoff delay after a failed ``accept()``, then resume."""
+        if isinstance(exc, OSError):
+            kind = errno.errorcode.get(exc.errno or 0, "OSError")
+            reason = exc.strerror or repr(exc)
+        else:
+            kind, reason = type(exc).__name__, repr(exc)
+        self.digest.report(
+            f"accept-{kind}",
+            f"control socket: accept failed ({reason}); not accepting for a moment, "
+            f"then retrying with a backoff up to {ACCEPT_BACKOFF_MAX_S:g}s",
+        )
+        self._loop.remove_reader(self._fd)
+        self._resume = self._loop.call_later(self._delay, self._resume_accepting)
+        self._delay = min(self._delay * 2, ACCEPT_BACKOFF_MAX_S)
+
+    def _resume_accepting(self) -> None:
+        self._resume = None
+        if not self._closed:
+            self._loop.add_reader(self._fd, self._accept_one)
+
+    async def _set_up(self, conn: socket.socket) -> None:
+        """Wrap an accepted socket in a stream pair and hand it to the callback's task."""
+        try:
+            reader = asyncio.StreamReader(limit=self._limit)
+            protocol = asyncio.StreamReaderProtocol(reader, self._callback)
+            await self._loop.connect_accepted_socket(lambda: protocol, conn)
+        except Exception as exc:
+            conn.close()
+            self.digest.report("setup", f"control socket: a connection failed to open: {exc!r}")
+        except BaseException:
+            conn.close()
+            raise
 
 
 async def start_local_server(
@@ -138,7 +217,7 @@ async def start_local_server(
 ) -> LocalServer:
     """Listen on the Unix socket ``path`` (born 0600, in a private 0700 directory).
 
-    A stale socket file is replaced only if no server answers on it.
+    A stale socket file is replaced only if it is ours and no server answers on it.
 
     Args:
         path: the socket path (:func:`server_endpoint`).
@@ -146,10 +225,10 @@ async def start_local_server(
         limit: the stream buffer limit, so a longer request line overruns.
 
     Raises:
-        MpsvError: the directory is not ours, ``path`` is not a socket, or another server
-            answers on it.
+        PrivatePathError: the directory is not private to us.
+        MpsvError: ``path`` is not a socket of ours, or another server answers on it.
     """
-    private_dir(path.parent)
+    ensure_private_dir(path.parent)
     await _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -159,14 +238,12 @@ async def start_local_server(
         finally:
             os.umask(previous)
         os.chmod(path, 0o600)
-        inode = os.stat(path).st_ino
-        sock.listen(64)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
-        server = await asyncio.start_unix_server(client_connected_cb, sock=sock, limit=limit)
+        return LocalServer(sock, path, client_connected_cb, limit)
     except BaseException:
         sock.close()
         raise
-    return LocalServer(server, path, inode)
 
 
 async def _remove_stale(path: Path) -> None:
@@ -176,6 +253,10 @@ async def _remove_stale(path: Path) -> None:
         return
     if not stat.S_ISSOCK(info.st_mode):
         raise MpsvError(f"refusing to replace {path}: it is not a socket")
+    if info.st_uid != os.geteuid():
+        raise MpsvError(
+            f"refusing to replace {path}: it belongs to {describe_uid(info.st_uid)}; remove it"
+        )
     try:
         async with timeout(2.0):
             _reader, writer = await open_local_connection(path)

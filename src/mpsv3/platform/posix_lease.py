@@ -1,9 +1,12 @@
 """The POSIX singleton lease: ``flock`` on ``<runtime dir>/<name>.lock``.
 
 Why its own module: the lease is the one guarantee that two supervisors never run the same
-stack, and its file lives in a shared, per-user directory, so how it is opened (and what it
-refuses to open) is security-relevant and reviewed on its own. Windows' named mutex lives in
-``windows.py``.
+stack, and its file lives in a per-user directory whose fallback name (``/tmp/mpsv3-<uid>``)
+anyone can create first, so how it is opened (and what it refuses to open) is
+security-relevant and reviewed on its own. The directory must be private
+(:func:`~mpsv3.platform.dirs.ensure_private_dir`) and the file is opened by
+:func:`~mpsv3.platform.dirs.open_private_file`: never through a symlink, never a file that
+another user owns or that has a second name. Windows' named mutex lives in ``windows.py``.
 """
 
 from __future__ import annotations
@@ -14,12 +17,24 @@ import os
 import re
 import sys
 
-from mpsv3.platform.base import lease_file_name, runtime_dir
+from mpsv3.platform.dirs import (
+    RUNTIME_HINT,
+    ensure_private_dir,
+    file_problem,
+    lease_file_name,
+    open_private_file,
+    owner_uid,
+    runtime_dir_path,
+)
 
 assert sys.platform != "win32"
 
 if sys.platform == "linux":
     from mpsv3.platform import linux
+
+
+def _ours(info: os.stat_result) -> bool:
+    return file_problem(info, owner_uid()) is None
 
 
 def _first_int(text: str) -> int | None:
@@ -38,14 +53,21 @@ class SingletonLease:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.path = runtime_dir() / f"{lease_file_name(name)}.lock"
+        self.path = runtime_dir_path() / f"{lease_file_name(name)}.lock"
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """Take the lease without blocking; True if we hold it now."""
+        """Take the lease without blocking; True if we hold it now.
+
+        Raises:
+            PrivatePathError: the runtime dir or the lease file is not private to us (another
+                user prepared it, a symlink, a second hard link): the message names the path,
+                the owner and what to do.
+        """
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        ensure_private_dir(self.path.parent, hint=RUNTIME_HINT)
+        fd = open_private_file(self.path, os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -64,18 +86,21 @@ class SingletonLease:
 
         Linux reads the kernel's lock table. Elsewhere a probe lock tells whether anyone
         holds it, and the PID comes from the file (written by the holder right after
-        acquiring).
+        acquiring). A lease file that is not ours (a symlink, another user's file) names
+        nobody: its holder does not hold *our* lease.
         """
         if self._fd is not None:
             return os.getpid()
-        if sys.platform == "linux":
-            with contextlib.suppress(OSError):
-                return linux.flock_holder(self.path)
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return None
         try:
+            if not _ours(os.fstat(fd)):
+                return None
+            if sys.platform == "linux":
+                with contextlib.suppress(OSError):
+                    return linux.flock_holder(self.path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
