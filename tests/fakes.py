@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mpsv3.config.schema import LivenessSpec, ReadinessSpec
 from mpsv3.engine.events import Event, EventBus
 from mpsv3.engine.probes import ProbeResult, ProbeRunner
+from mpsv3.plan import CheckPlan
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
 
 #: Signals a scripted process handles without dying (a reload signal, for example).
@@ -167,6 +167,14 @@ class FakeProcessTree:
         self.received.append("SIGKILL")
         self.end(ExitStatus(code=None, signal="SIGKILL"))
 
+    def signal_leader(self, signame: str) -> None:
+        self.send_signal(signame)
+
+    def resume(self) -> None:
+        """SIGCONT after every stop signal: recorded, never fatal to a scripted process."""
+        if self.alive:
+            self.received.append("SIGCONT")
+
     def alive_members(self) -> list[int]:
         return [self.pid] if self.alive else []
 
@@ -230,6 +238,10 @@ class FakeSpawner:
             self.current.notice_ready()
 
 
+#: The liveness timeout the driver tests configure: how the fake tells the two probes apart.
+LIVENESS_TIMEOUT_S = 0.123
+
+
 class FakeProbeRunner(ProbeRunner):
     """A ``ProbeRunner`` that answers from scripts instead of probing anything.
 
@@ -250,13 +262,13 @@ class FakeProbeRunner(ProbeRunner):
 
     async def check(
         self,
-        spec: ReadinessSpec | LivenessSpec,
+        spec: CheckPlan,
         timeout_s: float,
         *,
         cwd: Path,
         env: Mapping[str, str],
     ) -> ProbeResult:
-        probe = "liveness" if isinstance(spec, LivenessSpec) else "readiness"
+        probe = "liveness" if timeout_s == LIVENESS_TIMEOUT_S else "readiness"
         self.checks.append(probe)
         script = self._liveness if probe == "liveness" else self._readiness
         answer = script.popleft() if script else True

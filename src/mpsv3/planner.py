@@ -109,7 +109,8 @@ def _service(spec: ServiceSpec, template: str, replica: int | None) -> ServicePl
     )
 
 
-def _check(spec: ReadinessSpec | LivenessSpec) -> CheckPlan:
+def check_plan(spec: ReadinessSpec | LivenessSpec) -> CheckPlan:
+    """The probe of a readiness or liveness section."""
     kind = spec.kind()
     settings: Any = spec.check()
     if kind in ("tcp", "redis_ping"):
@@ -126,10 +127,10 @@ def _check(spec: ReadinessSpec | LivenessSpec) -> CheckPlan:
 def _readiness(spec: ReadinessSpec | None) -> ReadinessPlan | None:
     if spec is None:
         return None
-    return ReadinessPlan(_check(spec), spec.timeout_s, spec.period_ms, spec.attempt_timeout_s)
+    return ReadinessPlan(check_plan(spec), spec.timeout_s, spec.period_ms, spec.attempt_timeout_s)
 
 
 def _liveness(spec: LivenessSpec | None) -> LivenessPlan | None:
     if spec is None:
         return None
-    return LivenessPlan(_check(spec), spec.interval_s, spec.timeout_s, spec.failure_threshold)
+    return LivenessPlan(check_plan(spec), spec.interval_s, spec.timeout_s, spec.failure_threshold)

@@ -494,6 +494,11 @@ services:
 """
 
 
+#: The fields the production-stack contract added to every status entry.
+FIGURES = {"cpu_percent": 1.5, "cpu_seconds": 12.25, "rss_bytes": 10485760}
+SERVICE_FIELDS = {"kind": "service", "replica": None, "enabled": True}
+
+
 class FakeSupervisor:
     """The lead's handler, in miniature: answers like the real one, for the client's sake."""
 
@@ -511,6 +516,7 @@ class FakeSupervisor:
                 "config": "/x/services.yaml",
                 "started_at": "2026-11-24T17:08:00.123Z",
                 "version": "0.1.0",
+                **FIGURES,
             },
             "services": [
                 {
@@ -528,6 +534,10 @@ class FakeSupervisor:
                     "next_restart_in_s": 1.5,
                     "ready_since": None,
                     "reason": "killed by SIGKILL",
+                    **SERVICE_FIELDS,
+                    "cpu_percent": None,
+                    "cpu_seconds": None,
+                    "rss_bytes": None,
                 },
                 {
                     "id": "db",
@@ -540,6 +550,8 @@ class FakeSupervisor:
                     "next_restart_in_s": None,
                     "ready_since": "2026-11-24T17:08:01.000Z",
                     "reason": None,
+                    **SERVICE_FIELDS,
+                    **FIGURES,
                 },
             ],
         }

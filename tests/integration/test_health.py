@@ -189,6 +189,9 @@ def test_a_hung_redis_is_detected_by_redis_ping_liveness_and_restarted(make_stac
     assert all(e["probe"] == "liveness" and e["kind"] == "redis_ping" for e in failed)
     assert "timed out" in failed[0]["reason"]
     exited = of(events, "redis", "exited")[0]
-    assert exited["pid"] == hung and exited["signal"] in ("SIGTERM", "SIGKILL")
+    # The stop sends SIGCONT after SIGTERM (a stopped process must not wait out its grace),
+    # so the hung redis wakes up and exits cleanly on SIGTERM, or is killed.
+    assert exited["pid"] == hung
+    assert exited["signal"] in ("SIGTERM", "SIGKILL") or exited["code"] == 0
     assert stack.service("redis")["state"] == "ready"
     assert stack.stop() == 0

@@ -278,14 +278,15 @@ def test_restart_dependents_restarts_them_in_order_once_the_service_is_ready(
     assert stack.stop() == 0
 
 
-def signal_stack(make_stack: Any, on_change: str, hup_file: Path) -> Stack:
+def signal_stack(make_stack: Any, on_change: str, hup_file: Path, signal_to: str = "group") -> Stack:
+    # signal_to: the contract's default is the main process; these tests name the group.
     stack: Stack = make_stack(f"""
         version: 1
         services:
           - id: api
             cmd: {svc("--hup-file", hup_file, "--fork-child", "--say", "api up")}
             readiness: {{log: {{pattern: "api up"}}, timeout_s: 20}}
-            watch: {{paths: ["{ENGINE}"], on_change: "{on_change}"}}
+            watch: {{paths: ["{ENGINE}"], on_change: "{on_change}", signal_to: {signal_to}}}
     """)
     layout(stack.root)
     return stack

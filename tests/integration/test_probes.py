@@ -23,11 +23,13 @@ from mpsv3._compat import timeout
 from mpsv3.config.schema import LivenessSpec, ReadinessSpec
 from mpsv3.engine.notify import MAX_SOCKET_PATH_BYTES, NotifySocket
 from mpsv3.engine.probes import ProbeResult, ProbeRunner, run_check
+from mpsv3.plan import CheckPlan
+from mpsv3.planner import check_plan
 from support import free_port, redis_argv, redis_server_binary
 
 
-def readiness(**probe: object) -> ReadinessSpec:
-    return ReadinessSpec.model_validate(probe)
+def readiness(**probe: object) -> CheckPlan:
+    return check_plan(ReadinessSpec.model_validate(probe))
 
 
 class FakeHttpServer:
@@ -190,7 +192,7 @@ def test_tcp_listener_passes_and_closed_port_is_refused(tmp_path: Path) -> None:
             run_check(readiness(tcp={"port": open_port}), 5.0, cwd=tmp_path, env={})
         )
     refused = asyncio.run(
-        run_check(LivenessSpec(tcp={"port": free_port()}), 5.0, cwd=tmp_path, env={})
+        run_check(check_plan(LivenessSpec(tcp={"port": free_port()})), 5.0, cwd=tmp_path, env={})
     )
     assert (passed.ok, passed.reason) == (True, "")
     assert (refused.ok, refused.reason) == (False, "connection refused")
@@ -283,7 +285,7 @@ def redis_port(tmp_path: Path) -> Iterator[int]:
 
 
 def test_redis_ping_against_real_redis(redis_port: int, tmp_path: Path) -> None:
-    spec = LivenessSpec(redis_ping={"port": redis_port})
+    spec = check_plan(LivenessSpec(redis_ping={"port": redis_port}))
     result = asyncio.run(run_check(spec, 5.0, cwd=tmp_path, env={}))
     assert (result.ok, result.reason) == (True, "")
 

@@ -7,7 +7,15 @@ import random
 import pytest
 
 from mpsv3.config.schema import BackoffSpec, RestartSpec
-from mpsv3.policy.backoff import BackoffPolicy, Ending, Verdict, decide, should_reset
+from mpsv3.policy.backoff import (
+    STORM_RESTARTS,
+    BackoffPolicy,
+    Ending,
+    Verdict,
+    decide,
+    effective_failures,
+    recent_immediate_restarts,
+)
 
 
 def spec(**kw: object) -> RestartSpec:
@@ -111,4 +119,31 @@ def test_quarantine_reason_names_the_count_and_last_failure() -> None:
 def test_failure_count_resets_after_a_good_run(
     ready_since: float | None, now: float, reset_after: float, expected: bool
 ) -> None:
-    assert should_reset(ready_since, now, reset_after) is expected
+    assert (effective_failures(4, ready_since, now, reset_after) == 0) is expected
+
+
+def test_a_task_that_exits_0_is_completed() -> None:
+    decision = decide(spec(), Ending.EXIT, 0, 2, task=True)
+    assert (decision.verdict, decision.failures) == (Verdict.COMPLETED, 0)
+
+
+@pytest.mark.parametrize(
+    ("ending", "reason"),
+    [(Ending.EXIT, "crash"), (Ending.READINESS_TIMEOUT, "crash"), (Ending.LIVENESS, "liveness"),
+     (Ending.MEMORY, "memory"), (Ending.PORT_HELD, "port"), (Ending.SPAWN_FAILED, "crash")],
+)
+def test_restart_reason_names_the_ending(ending: Ending, reason: str) -> None:
+    assert decide(spec(), ending, None, 0).restart_reason == reason
+
+
+def test_exit_99_storm_falls_back_to_backoff() -> None:
+    calm = decide(spec(), Ending.EXIT, 99, 0, immediate_restarts=STORM_RESTARTS - 1)
+    storm = decide(spec(), Ending.EXIT, 99, 0, immediate_restarts=STORM_RESTARTS)
+    assert calm.verdict is Verdict.RESTART_NOW
+    assert storm.verdict is Verdict.BACKOFF and storm.failures == 1
+    assert "restart storm" in storm.reason
+
+
+def test_storm_window_forgets_old_restarts() -> None:
+    times = (0.0, 1.0, 5.0, 9.0, 12.0)
+    assert recent_immediate_restarts(times, 12.5) == (5.0, 9.0, 12.0)

@@ -96,6 +96,7 @@ class FakeTree:
         self.members = {100, 101}
         self.exited: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
         self.changed = asyncio.Event()
+        self.resumed = 0
 
     async def wait(self) -> ExitStatus:
         return await asyncio.shield(self.exited)
@@ -108,6 +109,12 @@ class FakeTree:
     def kill(self) -> None:
         self.sent.append("KILL")
         self._die("SIGKILL")
+
+    def signal_leader(self, signame: str) -> None:
+        self.send_signal(signame)
+
+    def resume(self) -> None:
+        self.resumed += 1
 
     def _die(self, signame: str) -> None:
         self.members.clear()
@@ -137,6 +144,15 @@ def test_terminate_stops_with_the_graceful_signal_when_obeyed() -> None:
     status, sent = asyncio.run(scenario())
     assert status == ExitStatus(None, "SIGTERM")
     assert sent == ["SIGTERM"]
+
+
+def test_terminate_continues_a_stopped_tree_after_the_stop_signal() -> None:
+    async def scenario() -> int:
+        tree = FakeTree(obeys=set())
+        await terminate(tree, "SIGTERM", 0.01)
+        return tree.resumed
+
+    assert asyncio.run(scenario()) == 1
 
 
 def test_terminate_kills_after_the_grace_period() -> None:

@@ -16,7 +16,8 @@ from mpsv3.engine.notify import (
     parse_notify_message,
     socket_path_for,
 )
-from mpsv3.engine.probes import LogMatcher, ProbeRunner, describe_probe, run_check
+from mpsv3.engine.probes import LogMatcher, ProbeRunner, run_check
+from mpsv3.planner import check_plan
 
 
 @pytest.mark.parametrize(
@@ -39,12 +40,12 @@ from mpsv3.engine.probes import LogMatcher, ProbeRunner, describe_probe, run_che
     ],
 )
 def test_describe_readiness_probe(probe: dict[str, object], expected: str) -> None:
-    assert describe_probe(ReadinessSpec.model_validate(probe)) == expected
+    assert check_plan(ReadinessSpec.model_validate(probe)).describe() == expected
 
 
 def test_describe_liveness_probe() -> None:
     spec = LivenessSpec.model_validate({"tcp": {"host": "db", "port": 5432}})
-    assert describe_probe(spec) == "tcp db:5432"
+    assert check_plan(spec).describe() == "tcp db:5432"
 
 
 def test_log_matcher_matches_once_and_remembers() -> None:
@@ -126,7 +127,7 @@ def test_event_driven_kinds_are_not_polled(tmp_path: Path) -> None:
     for probe in ({"log": {"pattern": "x"}}, {"notify": True}):
         spec = ReadinessSpec.model_validate(probe)
         with pytest.raises(ValueError, match="not polled"):
-            asyncio.run(run_check(spec, 1.0, cwd=tmp_path, env={}))
+            asyncio.run(run_check(check_plan(spec), 1.0, cwd=tmp_path, env={}))
 
 
 def test_probe_runner_closes_its_client() -> None:

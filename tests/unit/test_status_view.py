@@ -83,9 +83,9 @@ STATUS: dict[str, Any] = {
 def with_figures(status: dict[str, Any]) -> dict[str, Any]:
     """The same status with the lead's new fields (kind, cpu, memory) filled in."""
     status = copy.deepcopy(status)
-    status["supervisor"].update(cpu_percent=0.4, rss_bytes=38_000_000)
+    status["supervisor"].update(cpu_percent=0.4, cpu_seconds=3.5, rss_bytes=38_000_000)
     for service in status["services"]:
-        service.update(kind="service", replica=None, enabled=True, cpu_percent=None, rss_bytes=None)
+        service.update(kind="service", replica=None, enabled=True, cpu_percent=None, cpu_seconds=None, rss_bytes=None)
     status["services"][0].update(cpu_percent=12.34, rss_bytes=512 * 1024 * 1024)
     return status
 
@@ -328,7 +328,7 @@ def schema_validator() -> jsonschema.Draft202012Validator:
 
 
 def test_the_sample_status_validates() -> None:
-    schema_validator().validate(STATUS)
+    schema_validator().validate(with_figures(STATUS))
 
 
 @pytest.mark.parametrize(

@@ -129,14 +129,21 @@ _set_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the status as JSON (docs/status.schema.json)."
 )
 @click.option("--watch", is_flag=True, help="Refresh the table every second until Ctrl-C.")
-def status(config_path: Path, assignments: tuple[str, ...], as_json: bool, watch: bool) -> None:
+@click.option("-w", "--wide", is_flag=True, help="Every column, reasons uncut.")
+def status(config_path: Path, assignments: tuple[str, ...], as_json: bool, watch: bool, wide: bool) -> None:
     """Show every service: state, pid, uptime, restarts, last exit, next restart, reason."""
     if as_json and watch:
         raise click.UsageError("--watch shows the table; it cannot be combined with --json")
+    from mpsv3.cli.status_view import output_width, render_status, watch_status
+
     target = locate(config_path, assignments)
+    tty = sys.stdout.isatty()
+    colour = tty and "NO_COLOR" not in os.environ
     if watch:
         try:
-            asyncio.run(_watch_status(target))
+            watch_status(
+                lambda: _ask(target, {"cmd": "status"}), sys.stdout, interval=1.0, is_tty=tty, wide=wide, colour=colour
+            )
         except KeyboardInterrupt:
             return
         return
@@ -144,27 +151,7 @@ def status(config_path: Path, assignments: tuple[str, ...], as_json: bool, watch
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    from rich.console import Console
-
-    from mpsv3.cli.status_view import render_status
-
-    Console().print(render_status(result, time.time()))
-
-
-async def _watch_status(target: Target) -> None:
-    from rich.console import Console
-    from rich.live import Live
-
-    from mpsv3.cli.status_view import render_status
-    from mpsv3.control.client import request
-
-    with Live(console=Console(), auto_refresh=False) as live:
-        while True:
-            reply = await request(target, {"cmd": "status"})
-            if not reply["ok"]:
-                raise MpsvError(str(reply.get("error")))
-            live.update(render_status(reply["result"], time.time()), refresh=True)
-            await asyncio.sleep(1.0)
+    sys.stdout.write(render_status(result, time.time(), width=output_width(sys.stdout), wide=wide, colour=colour))
 
 
 # ---------------------------------------------------------------------------------- logs

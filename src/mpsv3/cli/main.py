@@ -62,19 +62,23 @@ def check(config_path: Path, explain: bool, assignments: tuple[str, ...]) -> Non
 @CONFIG_OPTION
 @SET_OPTION
 @click.option("--only", "only", multiple=True, metavar="ID", help="Start only these services and their dependencies.")
+@click.option("--profile", "profiles", multiple=True, metavar="NAME", help="Also start the services of this profile.")
 @click.option("--quiet", is_flag=True, help="Do not echo service output on the console (it still goes to the log files).")
-def up(config_path: Path, assignments: tuple[str, ...], only: tuple[str, ...], quiet: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show every supervisor line on the console, not the digest.")
+def up(
+    config_path: Path, assignments: tuple[str, ...], only: tuple[str, ...], profiles: tuple[str, ...],
+    quiet: bool, verbose: bool,
+) -> None:
     """Run the stack in the foreground until Ctrl-C, SIGTERM or `mpsv3 down`."""
     from mpsv3.config.loader import parse_overrides
     from mpsv3.engine.console import Console
     from mpsv3.engine.supervisor import Supervisor
+    from mpsv3.planner import compile_plan
 
-    config = load(config_path, assignments)
-    console = Console()
-    if quiet:
-        console.close()
-        console = None  # type: ignore[assignment]
-    supervisor = Supervisor(config, overrides=parse_overrides(assignments), only=only, console=console)
+    overrides = parse_overrides(assignments)
+    plan = compile_plan(load(config_path, assignments), overrides)
+    console = None if quiet else Console(names=[s.id for s in plan.services])
+    supervisor = Supervisor(plan, only=only, profiles=profiles, console=console, verbose=verbose)
     try:
         code = asyncio.run(supervisor.run())
     finally:
@@ -85,10 +89,12 @@ def up(config_path: Path, assignments: tuple[str, ...], only: tuple[str, ...], q
 
 def _register_extensions() -> None:
     from mpsv3.cli.client_verbs import register
+    from mpsv3.cli.ui_command import ui
     from mpsv3.export.cli import export_command
 
     register(main_group)
     main_group.add_command(export_command, "export")
+    main_group.add_command(ui, "ui")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,8 +19,8 @@ from mpsv3.platform import client_endpoint, server_endpoint
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 #: Every command a request may name, and those that act on one service (they need ``id``).
-COMMANDS = ("status", "restart", "stop", "start", "release", "reload", "down")
-SERVICE_COMMANDS = frozenset({"restart", "stop", "start", "release"})
+COMMANDS = ("status", "restart", "stop", "start", "release", "signal", "scale", "reload", "down")
+SERVICE_COMMANDS = frozenset({"restart", "stop", "start", "release", "signal", "scale"})
 
 
 class Instance(Protocol):
@@ -31,6 +32,15 @@ class Instance(Protocol):
     def state_dir(self) -> Path: ...
     @property
     def path(self) -> Path: ...
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """A plain :class:`Instance`: what the supervisor and the client know of an instance."""
+
+    name: str
+    state_dir: Path
+    path: Path
 
 
 class NotRunning(MpsvError):

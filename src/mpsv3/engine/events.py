@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+
+from mpsv3.engine.logfile import RotatingLog
 
 Event = dict[str, Any]
 Subscriber = Callable[[Event], None]
@@ -27,7 +28,7 @@ EVENT_NAMES = frozenset(
         "state", "spawned", "ready", "probe_failed", "probe_passed", "exited", "backoff",
         "quarantined", "alert", "released", "restarting", "reload", "stopping", "stopped",
         "port_conflict", "watcher_started", "watcher_fallback", "config_reloaded",
-        "config_rejected", "spawn_failed", "shutdown",
+        "config_rejected", "spawn_failed", "shutdown", "stack_ready", "supervisor_error", "limit_exceeded",
     }
 )
 
@@ -52,19 +53,30 @@ _last_second: list[Any] = [None, ""]
 class EventBus:
     """Appends events to ``events.jsonl`` and hands them to subscribers.
 
+    The file is written once per loop turn (not once per event) and rotated by size like a
+    service log, so a crash loop cannot fill the disk.
+
     Args:
         path: the ``events.jsonl`` file, or None to keep events in memory only (tests).
         clock: wall clock for the ``ts`` field; injectable for tests.
+        max_bytes, backups: rotation of the file (the config's ``logs:`` values).
     """
 
-    def __init__(self, path: Path | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_bytes: int = 10 * 1024 * 1024,
+        backups: int = 3,
+    ) -> None:
         self._clock = clock
         self._subscribers: list[Subscriber] = []
         self._flush_hooks: list[Callable[[], None]] = []
-        self._file: TextIO | None = None
+        self._file: RotatingLog | None = None
+        self._pending: list[str] = []
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the bus
+            self._file = RotatingLog(path, max_bytes, backups)
         self._flush_scheduled = False
 
     def emit(self, event: str, service: str | None = None, **fields: Any) -> Event:
@@ -75,7 +87,7 @@ class EventBus:
         record.setdefault("level", "info")
         record.update(fields)
         if self._file is not None:
-            self._file.write(json.dumps(record, default=str) + "\n")
+            self._pending.append(json.dumps(record, default=str) + "\n")
             self._schedule_flush()
         for subscriber in list(self._subscribers):
             subscriber(record)
@@ -95,8 +107,10 @@ class EventBus:
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        if self._file is not None:
-            self._file.flush()
+        if self._file is not None and self._pending:
+            data = "".join(self._pending).encode("utf-8", "replace")
+            self._pending.clear()
+            self._file.write(data)
         for hook in self._flush_hooks:
             hook()
 
@@ -113,8 +127,7 @@ class EventBus:
         self.flush()
         self._flush_hooks.clear()  # a flush still scheduled on the loop must not reach them
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._file.sync()
             self._file.close()
             self._file = None
 

@@ -69,5 +69,9 @@ class RotatingLog:
         self._file = open_log_file(self.path)
         self._size = 0
 
+    def sync(self) -> None:
+        """Flush to the disk (at shutdown: the last events must survive a power cut)."""
+        os.fsync(self._file.fileno())
+
     def close(self) -> None:
         self._file.close()

@@ -29,6 +29,7 @@ from mpsv3.engine.notify import NotifySocket
 from mpsv3.engine.probes import LogMatcher, ProbeRunner
 from mpsv3.engine.probing import liveness_loop, readiness_gate
 from mpsv3.engine.pump import OutputPump
+from mpsv3.engine.resources import ResourceSampler, Usage, as_fields
 from mpsv3.plan import ServicePlan
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
 from mpsv3.policy import backoff
@@ -45,6 +46,7 @@ from mpsv3.policy.messages import (
     Event,
     Exited,
     FilesChanged,
+    MemoryExceeded,
     PortsChecked,
     Restart,
     SendSignal,
@@ -82,6 +84,7 @@ class RunnerContext:
     check_ports: Callable[[ServicePlan], Awaitable[str | None]]
     #: The one channel to the supervisor: called after every event that changed the model.
     on_change: Callable[[ServiceRunner, Model], None]
+    sampler: ResourceSampler = field(default_factory=ResourceSampler)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     spawn: Spawner = field(default=platform.spawn)
@@ -122,6 +125,8 @@ class ServiceRunner:
         self._notify: NotifySocket | None = None
         self._log_matched: asyncio.Event | None = None
         self._spawned_at = 0.0
+        self._memory_task: asyncio.Task[None] | None = None
+        self._members: list[int] | None = None
 
     # --------------------------------------------------------------- commands (any task)
 
@@ -156,6 +161,26 @@ class ServiceRunner:
         if (ok, reason) != (self.model.deps_ok, self.model.deps_reason):
             self.post(DepsChanged(ok, reason))
 
+    def update_probes(self, spec: ServicePlan) -> None:
+        """A reload changed only the probes: use them from now on, without a restart."""
+        self.spec, self.rules = spec, Rules.of(spec)
+        if self.model.state in (State.READY, State.UNHEALTHY) and self.tree is not None:
+            for task in self._probes:
+                task.cancel()
+            self._probes.clear()
+            if spec.liveness is not None:
+                self._start_liveness()
+
+    def settled_since(self, spawns: int) -> bool:
+        """Up again after spawn number ``spawns`` (ready, or a task completed), or given up.
+
+        What a rolling restart and a dependents' restart wait for before the next service.
+        """
+        m = self.model
+        if m.spawns > spawns and m.satisfies_dependents:
+            return True
+        return m.state in (State.BACKOFF, State.QUARANTINED, State.STOPPED, State.EXITED)
+
     @property
     def resting(self) -> bool:
         """Nothing runs and nothing is under way: what shutdown waits for."""
@@ -186,7 +211,7 @@ class ServiceRunner:
         finally:
             self._busy = False
 
-    def _apply(self, effect: Effect) -> None:  # noqa: C901 - one branch per effect type
+    def _apply(self, effect: Effect) -> None:
         if isinstance(effect, Emit):
             self.ctx.bus.emit(effect.name, self.spec.id, **effect.fields)
         elif isinstance(effect, CheckPorts):
@@ -266,6 +291,19 @@ class ServiceRunner:
         self.post(Spawned(tree.pid, tree.pgid, attempt))  # StartGate attaches a log listener
         pump_task = self._task(pump.run(tree.output))
         self._task(self._watch_exit(tree, pump_task))
+        if spec.memory_mb is not None:
+            self._memory_task = self._task(self._watch_memory(tree, spec.memory_mb))
+
+    async def _watch_memory(self, tree: ProcessTree, limit_mb: int) -> None:
+        """``limits.memory_mb``: the tree's memory once a second; over it, a restart."""
+        while self.tree is tree:
+            pids = tree.alive_members()
+            usage = await asyncio.to_thread(self.ctx.sampler.sample, self.spec.id, pids, tree.create_time)
+            used_mb = usage.memory_bytes / (1024 * 1024)
+            if used_mb > limit_mb and self.tree is tree:
+                self.post(MemoryExceeded(f"memory {used_mb:.0f} MiB is over its limit of {limit_mb} MiB"))
+                return
+            await asyncio.sleep(1.0)
 
     async def _watch_exit(self, tree: ProcessTree, pump_task: asyncio.Task[None]) -> None:
         """The leader's exit, from the OS; what it left in its group goes too."""
@@ -296,6 +334,10 @@ class ServiceRunner:
         if self.tree is not tree:
             return
         self.tree, self._stop_task = None, None
+        if self._memory_task is not None:
+            self._memory_task.cancel()
+            self._memory_task = None
+        self.ctx.sampler.forget(self.spec.id)
         self.last_exit = LastExit(status.code, status.signal, self.ctx.wall_clock())
         if self._notify is not None:
             self._notify.close()
@@ -356,7 +398,18 @@ class ServiceRunner:
         m = self.model
         return backoff.effective_failures(m.failures, m.ready_since, self.ctx.clock(), self.spec.restart.reset_after_s)
 
-    def status(self) -> dict[str, Any]:
+    def sample_usage(self) -> Usage | None:
+        """CPU and memory of the tree now (blocking reads: call it in a thread)."""
+        tree = self.tree
+        if tree is None or self._members is None:
+            return None
+        return self.ctx.sampler.sample(self.spec.id, self._members, tree.create_time)
+
+    def prepare_sample(self) -> None:
+        """On the loop: note the tree's members for :meth:`sample_usage`."""
+        self._members = self.tree.alive_members() if self.tree is not None else None
+
+    def status(self, usage: Usage | None = None) -> dict[str, Any]:
         """This service's entry of ``status --json`` (the contract's shape)."""
         m, tree, now = self.model, self.tree, self.ctx.clock()
         next_in = None if m.retry_at is None else round(max(0.0, m.retry_at - now), 3)
@@ -375,4 +428,8 @@ class ServiceRunner:
             "next_restart_in_s": next_in,
             "ready_since": ready_since,
             "reason": m.reason,
+            "kind": self.spec.kind,
+            "replica": self.spec.replica,
+            "enabled": self.spec.enabled,
+            **as_fields(usage),
         }

@@ -11,11 +11,12 @@ dependents' restarts. All of it runs on one asyncio loop; nothing here blocks it
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mpsv3.engine.console import Console
 from mpsv3.engine.events import EventBus, utc_timestamp
 from mpsv3.engine.ports import PortGuard
 from mpsv3.engine.probes import ProbeRunner
+from mpsv3.engine.resources import Usage, as_fields
 from mpsv3.engine.run_record import RunRecord
 from mpsv3.engine.runner import RunnerContext, ServiceRunner
 from mpsv3.engine.stack_chores import StackChores
@@ -53,6 +55,7 @@ class Supervisor:
         profiles: the active profiles (``up --profile``).
         console: where service output and supervisor lines are echoed; None for none.
         loader: how ``reload`` reads the config again (default: the config loader).
+        verbose: the console shows every supervisor line, not the digest (``up -v``).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Supervisor:
         profiles: Sequence[str] = (),
         console: Console | None = None,
         loader: PlanLoader | None = None,
+        verbose: bool = False,
     ) -> None:
         self.plan = plan
         self.graph = DependencyGraph.from_plan(plan)
@@ -74,7 +78,7 @@ class Supervisor:
         self.runners: dict[str, ServiceRunner] = {}
         self.started_at = time.time()
         self.bus: EventBus | None = None
-        self.chores = StackChores(self)
+        self.chores = StackChores(self, verbose=verbose)
         self._loader = loader or _load_plan
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: TaskGroup | None = None
@@ -156,10 +160,14 @@ class Supervisor:
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
-    def background(self, chore: Coroutine[Any, Any, None]) -> None:
-        """Run a chore (watcher, alert, reload) in the supervisor's task group until shutdown."""
+    def spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task in the supervisor's task group (it ends with the supervisor)."""
         assert self._group is not None
-        self._group.create_task(chore)
+        return self._group.create_task(coro)
+
+    def background(self, chore: Coroutine[Any, Any, None]) -> None:
+        """Run a chore (alert, reload, dependents' restart) until done or shutdown."""
+        self.chores.background(chore)
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
         for signame in ("SIGINT", "SIGTERM", "SIGBREAK"):
@@ -180,7 +188,7 @@ class Supervisor:
             runners = [self.runners[sid] for sid in layer if sid in self.runners]
             for runner in runners:
                 runner.stop_nowait()
-            await asyncio.gather(*(self.wait_for(lambda r=r: r.resting) for r in runners))
+            await asyncio.gather(*(self.wait_for(_resting(r)) for r in runners))
 
     async def wait_for(self, condition: Callable[[], bool]) -> None:
         """Until ``condition()`` holds, checked after every change of any service."""
@@ -278,20 +286,20 @@ class Supervisor:
         for layer in self.graph.layers():
             runners = [self.runners[d] for d in layer if d in dependents and d in self.runners]
             runners = [r for r in runners if r.wanted and r.state is not State.PENDING]
+            spawns = {r.spec.id: r.model.spawns for r in runners}
             for runner in runners:
                 runner.restart("reload")
-            await asyncio.gather(*(self._settled_after_restart(r) for r in runners))
+            await asyncio.gather(*(self._settled_after_restart(r, spawns[r.spec.id]) for r in runners))
 
-    async def _settled_after_restart(self, runner: ServiceRunner) -> None:
-        spawns = runner.model.spawns
-        await self.wait_for(
-            lambda: (runner.model.spawns > spawns and runner.state in (State.READY, State.COMPLETED))
-            or runner.state in (State.BACKOFF, State.STOPPED, State.EXITED, State.QUARANTINED)
-        )
+    async def _settled_after_restart(self, runner: ServiceRunner, spawns: int) -> None:
+        await self.wait_for(functools.partial(runner.settled_since, spawns))
 
     # -------------------------------------------------------------------------- status
 
-    def status(self) -> dict[str, Any]:
+    def status(self, usage: dict[str, Usage | None] | None = None, own: Usage | None = None) -> dict[str, Any]:
+        """The status document (``docs/status.schema.json``); figures only when sampled."""
+        usage = usage or {}
+        runners = [self.runners[s.id] for s in self.plan.services if s.id in self.runners]
         return {
             "supervisor": {
                 "pid": os.getpid(),
@@ -299,9 +307,24 @@ class Supervisor:
                 "config": self.plan.config_path,
                 "started_at": utc_timestamp(self.started_at),
                 "version": __version__,
+                **as_fields(own),
             },
-            "services": [self.runners[s.id].status() for s in self.plan.services if s.id in self.runners],
+            "services": [r.status(usage.get(r.spec.id)) for r in runners],
         }
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The status document with CPU and memory, measured off the loop."""
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.prepare_sample()
+        sampler = self._ctx.sampler if self._ctx is not None else None
+
+        def measure() -> tuple[dict[str, Usage | None], Usage | None]:
+            figures = {r.spec.id: r.sample_usage() for r in runners}
+            return figures, sampler.supervisor() if sampler is not None else None
+
+        figures, own = await asyncio.to_thread(measure)
+        return self.status(figures, own)
 
     # -------------------------------------------------------------------------- reload
 
@@ -327,7 +350,7 @@ class Supervisor:
         for sid in reload.remove + reload.replace:
             runner = self.runners[sid]
             runner.stop_nowait()
-            await self.wait_for(lambda r=runner: r.resting)
+            await self.wait_for(_resting(runner))
             self._remove_runner(sid)
         for sid in reload.update:
             self.runners[sid].update_probes(self.plan.service(sid))
@@ -337,6 +360,10 @@ class Supervisor:
         self.chores.services_changed()
 
 
+def _resting(runner: ServiceRunner) -> Callable[[], bool]:
+    return lambda: runner.resting
+
+
 def _load_plan(current: StackPlan, replicas: dict[str, int]) -> StackPlan:
     """Read and validate the config file again (``reload``), with the same ``--set`` values."""
     from mpsv3.config.loader import load_config
@@ -344,7 +371,3 @@ def _load_plan(current: StackPlan, replicas: dict[str, int]) -> StackPlan:
 
     config = load_config(current.config_path, current.overrides)
     return compile_plan(config, current.overrides, replicas)
-
-
-async def _never(_: Awaitable[None]) -> None:  # pragma: no cover - keeps the import list honest
-    return None

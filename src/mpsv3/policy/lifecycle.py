@@ -212,6 +212,7 @@ def _on_liveness(m: Model, ev: LivenessResult, ctx: Ctx) -> Model:
 def _on_memory(m: Model, ev: MemoryExceeded, ctx: Ctx) -> Model:
     if not m.process or m.stopping:
         return m
+    ctx.emit("limit_exceeded", limit="memory", reason=ev.reason, level="warning")
     return begin_stop(m, Ending.MEMORY, ev.reason, ctx)
 
 
@@ -229,6 +230,8 @@ def _on_exited(m: Model, ev: Exited, ctx: Ctx) -> Model:
 
 
 def _on_tree_stopped(m: Model, ev: TreeStopped, ctx: Ctx) -> Model:
+    if not m.stopping:
+        return m  # only a stop we asked for ends this way
     ctx.emit("exited", pid=ev.pid, code=ev.code, signal=ev.signal)
     ending, detail = m.ending, m.detail
     m = replace(m, process=False, stopping=False, ending=None, detail=None)

@@ -17,7 +17,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from mpsv3.plan import BackoffPlan, CheckPlan, LivenessPlan, ReadinessPlan, RestartPlan, StopPlan, WatchPlan
+from mpsv3.plan import (
+    BackoffPlan,
+    RestartPlan,
+    StopPlan,
+    WatchPlan,
+)
 from mpsv3.policy.lifecycle import Model, step
 from mpsv3.policy.messages import (
     ArmBackoff,
@@ -69,7 +74,6 @@ OUTCOMES: dict[str, tuple[Event, ...]] = {
 
 
 def _rules() -> Iterator[Rules]:
-    check = CheckPlan("tcp", port=80)
     quick = BackoffPlan(0, 2.0, 0, 0.0)
     slow = BackoffPlan(1000, 2.0, 60000, 0.0)
     stop = StopPlan("SIGTERM", 1.0)
@@ -83,7 +87,6 @@ def _rules() -> Iterator[Rules]:
     yield Rules(restart=replace(restart, policy="never"), stop=stop, has_readiness=True)
     yield Rules(restart=restart, stop=stop, is_task=True, watch=watch)
     yield Rules(restart=restart, stop=stop, watch=replace(watch, on_change="signal:SIGHUP"))
-    _ = (ReadinessPlan, LivenessPlan)  # the shapes these rules stand for
 
 
 def _outstanding(before: Outstanding, effects: Iterable[Effect], answered: str | None) -> Outstanding:
@@ -132,8 +135,8 @@ def _successors(model: Model, pending: Outstanding, rules: Rules) -> Iterator[tu
                 after = _outstanding(pending | {"process"}, effects, "spawn")
             elif source in ("process", "stop"):
                 after = _outstanding(pending - {"process", "stop", "gate", "liveness"}, effects, None)
-            else:
-                after = _outstanding(pending, effects, source)
+            else:  # the liveness probe keeps running: its answer does not use it up
+                after = _outstanding(pending, effects, None if source == "liveness" else source)
             yield new, effects, after
 
 
