@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mpsv3.engine.watcher import DEBOUNCE_CAP_FACTOR, ChangeBatch, Debouncer, WatchTable
+from mpsv3.policy.watching import DEBOUNCE_CAP_FACTOR, ChangeBatch, Debouncer, WatchTable
 
 
 def test_burst_of_fifty_events_is_one_batch() -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from mpsv3._compat import timeout
 from mpsv3.engine.notify import NotifySocket
-from mpsv3.engine.probes import ProbeRunner
+from mpsv3.engine.probes import LogMatcher, ProbeRunner
+from mpsv3.engine.pump import OutputPump
 from mpsv3.plan import LivenessPlan, ReadinessPlan
 from mpsv3.policy.messages import Event, GatePassed, GateTimedOut, LivenessResult
 
@@ -77,3 +78,17 @@ async def liveness_loop(
         await asyncio.sleep(spec.interval_s)
         result = await probes.check(check, spec.timeout_s, cwd=cwd, env=env)
         post(LivenessResult(result.ok, check.kind, result.reason))
+
+
+def attach_log_gate(pump: OutputPump, pattern: str) -> asyncio.Event:
+    """For a ``log`` gate: watch output from the very first line (attach before the pump runs)."""
+    matcher = LogMatcher(pattern)
+    matched = asyncio.Event()
+
+    def listen(line: str) -> None:
+        if matcher.feed(line):
+            matched.set()
+            pump.line_listener = None
+
+    pump.line_listener = listen
+    return matched

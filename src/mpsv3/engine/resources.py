@@ -11,11 +11,15 @@ psutil is imported only when the first figure is taken.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from mpsv3.platform import ProcessTree
+from mpsv3.policy.messages import Event, MemoryExceeded
 
 #: Figures younger than this are reused.
 MAX_AGE_S = 1.0
@@ -109,3 +113,19 @@ def as_fields(usage: Usage | None) -> dict[str, Any]:
     if usage is None:
         return {"cpu_percent": None, "cpu_seconds": None, "rss_bytes": None}
     return {"cpu_percent": usage.cpu_percent, "cpu_seconds": round(usage.cpu_seconds, 2), "rss_bytes": usage.memory_bytes}
+
+
+async def watch_memory(
+    tree: ProcessTree, limit_mb: int, sampler: ResourceSampler, key: str, post: Callable[[Event], None]
+) -> None:
+    """``limits.memory_mb``: the tree's memory once a second; over it, ``MemoryExceeded``.
+
+    Runs as a task of the service's runner for as long as the tree lives (it is cancelled then).
+    """
+    while True:
+        usage = await asyncio.to_thread(sampler.sample, key, tree.alive_members(), tree.create_time)
+        used_mb = usage.memory_bytes / (1024 * 1024)
+        if used_mb > limit_mb:
+            post(MemoryExceeded(f"memory {used_mb:.0f} MiB is over its limit of {limit_mb} MiB"))
+            return
+        await asyncio.sleep(1.0)

@@ -23,13 +23,14 @@ from typing import Any
 from mpsv3 import platform
 from mpsv3._compat import TaskGroup
 from mpsv3.engine.console import Console
-from mpsv3.engine.events import EventBus, utc_timestamp
+from mpsv3.engine.events import EventBus
 from mpsv3.engine.logfile import RotatingLog
 from mpsv3.engine.notify import NotifySocket
-from mpsv3.engine.probes import LogMatcher, ProbeRunner
-from mpsv3.engine.probing import liveness_loop, readiness_gate
+from mpsv3.engine.probes import ProbeRunner
+from mpsv3.engine.probing import attach_log_gate, liveness_loop, readiness_gate
 from mpsv3.engine.pump import OutputPump
-from mpsv3.engine.resources import ResourceSampler, Usage, as_fields
+from mpsv3.engine.resources import ResourceSampler, Usage, watch_memory
+from mpsv3.engine.service_status import service_status
 from mpsv3.plan import ServicePlan
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
 from mpsv3.policy import backoff
@@ -46,7 +47,6 @@ from mpsv3.policy.messages import (
     Event,
     Exited,
     FilesChanged,
-    MemoryExceeded,
     PortsChecked,
     Restart,
     SendSignal,
@@ -292,18 +292,7 @@ class ServiceRunner:
         pump_task = self._task(pump.run(tree.output))
         self._task(self._watch_exit(tree, pump_task))
         if spec.memory_mb is not None:
-            self._memory_task = self._task(self._watch_memory(tree, spec.memory_mb))
-
-    async def _watch_memory(self, tree: ProcessTree, limit_mb: int) -> None:
-        """``limits.memory_mb``: the tree's memory once a second; over it, a restart."""
-        while self.tree is tree:
-            pids = tree.alive_members()
-            usage = await asyncio.to_thread(self.ctx.sampler.sample, self.spec.id, pids, tree.create_time)
-            used_mb = usage.memory_bytes / (1024 * 1024)
-            if used_mb > limit_mb and self.tree is tree:
-                self.post(MemoryExceeded(f"memory {used_mb:.0f} MiB is over its limit of {limit_mb} MiB"))
-                return
-            await asyncio.sleep(1.0)
+            self._memory_task = self._task(watch_memory(tree, spec.memory_mb, self.ctx.sampler, spec.id, self.post))
 
     async def _watch_exit(self, tree: ProcessTree, pump_task: asyncio.Task[None]) -> None:
         """The leader's exit, from the OS; what it left in its group goes too."""
@@ -350,7 +339,7 @@ class ServiceRunner:
         assert spec is not None and self._pump is not None
         log_matched = None
         if spec.check.kind == "log":
-            log_matched = self._listen_for_line(self._pump, spec.check.pattern)
+            log_matched = attach_log_gate(self._pump, spec.check.pattern)
 
         async def gate() -> None:
             outcome = await readiness_gate(
@@ -366,20 +355,6 @@ class ServiceRunner:
         assert spec is not None
         loop = liveness_loop(spec, self.ctx.probes, cwd=Path(self.spec.cwd), env=self.environment(), post=self.post)
         self._probes.append(self._task(loop))
-
-    @staticmethod
-    def _listen_for_line(pump: OutputPump, pattern: str) -> asyncio.Event:
-        """For a ``log`` gate: watch output from the very first line (before any await)."""
-        matcher = LogMatcher(pattern)
-        matched = asyncio.Event()
-
-        def listen(line: str) -> None:
-            if matcher.feed(line):
-                matched.set()
-                pump.line_listener = None
-
-        pump.line_listener = listen
-        return matched
 
     def environment(self) -> dict[str, str]:
         """The service's environment (without the markers): base, then its own."""
@@ -411,25 +386,4 @@ class ServiceRunner:
 
     def status(self, usage: Usage | None = None) -> dict[str, Any]:
         """This service's entry of ``status --json`` (the contract's shape)."""
-        m, tree, now = self.model, self.tree, self.ctx.clock()
-        next_in = None if m.retry_at is None else round(max(0.0, m.retry_at - now), 3)
-        ready_since = None
-        if m.ready_since is not None:
-            ready_since = utc_timestamp(self.ctx.wall_clock() - (now - m.ready_since))
-        last = self.last_exit
-        return {
-            "id": self.spec.id,
-            "state": m.state.value,
-            "pid": tree.pid if tree is not None else None,
-            "pgid": tree.pgid if tree is not None else None,
-            "restarts": m.restarts,
-            "failures": self.failures(),
-            "last_exit": None if last is None else {"code": last.code, "signal": last.signal, "at": utc_timestamp(last.at)},
-            "next_restart_in_s": next_in,
-            "ready_since": ready_since,
-            "reason": m.reason,
-            "kind": self.spec.kind,
-            "replica": self.spec.replica,
-            "enabled": self.spec.enabled,
-            **as_fields(usage),
-        }
+        return service_status(self, usage)

@@ -33,11 +33,11 @@ if sys.platform == "win32":
         start_local_server,
     )
     from mpsv3.platform.windows import (
-        SingletonLease,
         prepare_supervisor,
         reclaim,
         spawn,
     )
+    from mpsv3.platform.windows_lease import SingletonLease
 else:
     from mpsv3.platform.local_ipc import (
         POINTER_NAME,
