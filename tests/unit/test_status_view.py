@@ -23,8 +23,8 @@ from mpsv3.cli.status_view import (
     output_width,
     parse_timestamp,
     render_status,
-    watch_status,
 )
+from mpsv3.cli.status_watch import watch_status
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "status.schema.json"
 NOW = parse_timestamp("2026-11-24T17:10:00.000Z")

@@ -134,7 +134,8 @@ def status(config_path: Path, assignments: tuple[str, ...], as_json: bool, watch
     """Show every service: state, pid, uptime, restarts, last exit, next restart, reason."""
     if as_json and watch:
         raise click.UsageError("--watch shows the table; it cannot be combined with --json")
-    from mpsv3.cli.status_view import output_width, render_status, watch_status
+    from mpsv3.cli.status_view import output_width, render_status
+    from mpsv3.cli.status_watch import watch_status
 
     target = locate(config_path, assignments)
     tty = sys.stdout.isatty()
