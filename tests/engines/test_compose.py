@@ -31,12 +31,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-from websockets.sync.client import connect as ws_connect
-
 import podman_engine
+import pytest
 from podman_engine import engine_env, podman, wait_until
 from stackcopy import ExportedStack, export_demo
+from websockets.sync.client import connect as ws_connect
 
 pytestmark = [
     pytest.mark.engines,

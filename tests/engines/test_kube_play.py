@@ -35,10 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import podman_engine
 import pytest
 import yaml
-
-import podman_engine
 from podman_engine import podman, wait_until
 from stackcopy import PROJECT_IMAGE, ExportedStack, export_demo
 
