@@ -41,13 +41,15 @@ DEFAULT_READINESS_PERIOD_S = 10
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def probes(spec: ServiceSpec, warn: Warnings, escape: Any = str) -> dict[str, Any]:
+def probes(spec: ServiceSpec, warn: Warnings) -> dict[str, Any]:
     """The container's ``startupProbe``, ``readinessProbe`` and ``livenessProbe`` fields.
+
+    A probe's ``exec`` command is not expanded by Kubernetes (only a container's command,
+    args and env are), so it is written as it is.
 
     Args:
         spec: the service.
         warn: collects roundings and dropped readiness kinds.
-        escape: applied to every command word (Kubernetes' ``$(VAR)`` escaping).
     """
     fields: dict[str, Any] = {}
     gate, live = spec.readiness, spec.liveness
@@ -55,7 +57,7 @@ def probes(spec: ServiceSpec, warn: Warnings, escape: Any = str) -> dict[str, An
         kind = "notify" if gate.notify else "log"
         warn.dropped(spec.id, f"{kind} readiness", "dropped (the pod is ready once it starts)")
     elif gate is not None:
-        check = _handler(gate, escape)
+        check = _handler(gate)
         attempt = whole_seconds_warned(
             spec, "readiness attempt timeout", gate.attempt_timeout_s, warn
         )
@@ -74,7 +76,7 @@ def probes(spec: ServiceSpec, warn: Warnings, escape: Any = str) -> dict[str, An
         fields["readinessProbe"] = {**check, "periodSeconds": every, "timeoutSeconds": attempt}
     if live is not None:
         fields["livenessProbe"] = {
-            **_handler(live, escape),
+            **_handler(live),
             "periodSeconds": whole_seconds_warned(spec, "liveness interval", live.interval_s, warn),
             "timeoutSeconds": whole_seconds_warned(spec, "liveness timeout", live.timeout_s, warn),
             "failureThreshold": live.failure_threshold,
@@ -82,28 +84,26 @@ def probes(spec: ServiceSpec, warn: Warnings, escape: Any = str) -> dict[str, An
     return fields
 
 
-def _handler(probe: ReadinessSpec | LivenessSpec, escape: Any) -> dict[str, Any]:
+def _handler(probe: ReadinessSpec | LivenessSpec) -> dict[str, Any]:
     """The probe's check as a Kubernetes handler (``httpGet``, ``tcpSocket`` or ``exec``)."""
     check = probe.check()
     if isinstance(check, HttpGetCheck):
-        return _http_get(check, probe, escape)
+        return _http_get(check, probe)
     if isinstance(check, TcpCheck):
         socket: dict[str, Any] = {"port": check.port}
         if check.host not in LOOPBACK:
             socket["host"] = check.host
         return {"tcpSocket": socket}
     if isinstance(check, ExecCheck):
-        return {"exec": {"command": [escape(word) for word in check.cmd]}}
+        return {"exec": {"command": list(check.cmd)}}
     assert isinstance(check, RedisPingCheck)
-    return {"exec": {"command": ["sh", "-c", escape(probe_shell(check, _attempt_s(probe)))]}}
+    return {"exec": {"command": ["sh", "-c", probe_shell(check, _attempt_s(probe))]}}
 
 
-def _http_get(
-    check: HttpGetCheck, probe: ReadinessSpec | LivenessSpec, escape: Any
-) -> dict[str, Any]:
+def _http_get(check: HttpGetCheck, probe: ReadinessSpec | LivenessSpec) -> dict[str, Any]:
     """``httpGet`` passes on any 2xx/3xx: exact for mpsv3's status in that range, else curl."""
     if not 200 <= check.expect_status < 400:
-        return {"exec": {"command": ["sh", "-c", escape(probe_shell(check, _attempt_s(probe)))]}}
+        return {"exec": {"command": ["sh", "-c", probe_shell(check, _attempt_s(probe))]}}
     parts = urlsplit(check.url)
     path = parts.path or "/"
     if parts.query:

@@ -216,7 +216,7 @@ def _container(spec: ServiceSpec, plan: Container, name: str, warn: Warnings) ->
         container["env"] = [{"name": k, "value": _dollars(v)} for k, v in plan.env.items()]
     if spec.ports:
         container["ports"] = [{"containerPort": port} for port in spec.ports]
-    container.update(probes(spec, warn, _dollars))
+    container.update(probes(spec, warn))
     if plan.mounts:
         container["volumeMounts"] = [_mount(m) for m in plan.mounts]
     if spec.limits is not None:
