@@ -119,11 +119,18 @@ def test_env_file_that_is_not_utf8_or_too_large(tmp_path: Path) -> None:
     path = _write(tmp_path, ENV_STACK)
     (tmp_path / ".env").write_bytes(b"A=1\nB=\xff\n")
     assert _errors(path) == [f"{tmp_path / '.env'}:2: not UTF-8 text (byte 0xff)"]
-    (tmp_path / ".env").write_bytes(b"A=" + b"x" * (1 << 20) + b"\n")
+    (tmp_path / ".env").write_bytes(b"A=" + b"x" * (256 << 10) + b"\n")
     assert _errors(path) == [
         f'{path}:6: service "app": env_file[0]: env file {tmp_path / ".env"} is larger than '
-        "1 MiB: refused"
+        "256 KiB: refused"
     ]
+
+
+def test_a_file_of_bad_lines_is_reported_briefly(tmp_path: Path) -> None:
+    path = _write(tmp_path, ENV_STACK, __env="= = =\n" * 5000)
+    errors = _errors(path)
+    assert len(errors) == 101
+    assert errors[-1] == f"{tmp_path / '.env'}:101: and 4900 more bad lines"
 
 
 def test_explain_names_env_files_and_keeps_their_values_out(tmp_path: Path) -> None:

@@ -84,8 +84,11 @@ def read_bounded(path: Path | str, limit: int = MAX_CONFIG_BYTES) -> bytes:
 
 
 def size_text(limit: int = MAX_CONFIG_BYTES) -> str:
-    """``1 MiB``: a limit as a reader says it."""
-    return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+    """``1 MiB``, ``256 KiB``: a limit as a reader says it."""
+    for unit, shift in (("MiB", 20), ("KiB", 10)):
+        if limit % (1 << shift) == 0:
+            return f"{limit >> shift} {unit}"
+    return f"{limit} bytes"
 
 
 class SourceMap:

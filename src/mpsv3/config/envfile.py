@@ -22,6 +22,12 @@ from mpsv3.config.rules import env_key_problem
 from mpsv3.config.wording import show
 from mpsv3.errors import ConfigError
 
+#: The largest env file read: hundreds of times a real one, and parsed in well under a second.
+MAX_ENV_FILE_BYTES = 256 << 10
+
+#: Bad lines reported one by one per file; the rest are counted in one more line.
+MAX_LINE_ERRORS = 100
+
 
 @dataclass(frozen=True)
 class EnvFile:
@@ -69,14 +75,15 @@ class EnvFileResult:
 def read_env_file(env_file: EnvFile) -> EnvFileResult:
     """Read and parse one dotenv file (at most ``MAX_CONFIG_BYTES``)."""
     try:
-        raw = read_bounded(env_file.path)
+        raw = read_bounded(env_file.path, MAX_ENV_FILE_BYTES)
     except FileNotFoundError:
         if env_file.optional:
             return EnvFileResult({})
         hint = f" (write ?{env_file.shown} if it may be missing)"
         return EnvFileResult({}, f"env file {env_file.shown} does not exist{hint}")
     except TooLarge:
-        return EnvFileResult({}, f"env file {env_file.shown} is larger than {size_text()}: refused")
+        limit = size_text(MAX_ENV_FILE_BYTES)
+        return EnvFileResult({}, f"env file {env_file.shown} is larger than {limit}: refused")
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return EnvFileResult({}, f"cannot read env file {env_file.shown}: {reason}")
@@ -107,4 +114,8 @@ def parse_env_text(text: str, shown: str) -> EnvFileResult:
             errors.append(ConfigError(shown, line, f"{show(binding.key)}: {problem}"))
             continue
         values[binding.key] = binding.value
+    if len(errors) > MAX_LINE_ERRORS:
+        more = len(errors) - MAX_LINE_ERRORS
+        last = ConfigError(shown, errors[MAX_LINE_ERRORS].line, f"and {more} more bad lines")
+        errors = [*errors[:MAX_LINE_ERRORS], last]
     return EnvFileResult(values, None, tuple(errors))
