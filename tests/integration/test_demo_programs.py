@@ -197,6 +197,22 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 # --------------------------------------------------------------------------------- falkordb
 
 
+def test_servers_bind_bind_host_and_find_peers_at_their_host_variables(demo: Demo) -> None:
+    """BIND_HOST and <ID>_HOST: what the export sets for containers, on loopback aliases here."""
+    env = {"BIND_HOST": "127.0.0.2", "FALKORDB_HOST": "127.0.0.2", "WS_API_HOST": "127.0.0.2"}
+    database = demo.start("mind.falkordb_launcher", **env)
+    wait_until(lambda: database.wait_for_output("starting FalkorDB on 127.0.0.2"), 20, "falkordb")
+    demo.start("mind.ws_api", **env)
+    url = f"http://127.0.0.2:{demo.ports['WS_PORT']}/api/ping"
+    wait_until(lambda: httpx.get(url, timeout=5).status_code == 200, 30, "ws_api on 127.0.0.2")
+    with pytest.raises(httpx.HTTPError):
+        demo.get("/api/ping")  # not on 127.0.0.1
+    injector = demo.start("mind.stimulus_injection", STIMULUS_INTERVAL_S="0.3", **env)
+    injector.wait_for_output(r"^stimulus [0-9a-f]{8} -> ")
+    assert "http://127.0.0.2:" in injector.output()
+    assert injector.stop() == 0
+
+
 def test_launcher_execs_falkordb_bound_to_loopback_with_data_in_state_dir(demo: Demo) -> None:
     launcher = demo.start_falkordb()
     server = psutil.Process(launcher.pid)
@@ -428,6 +444,8 @@ def test_workers_talk_to_each_other_through_the_api_and_the_graph(demo: Demo) ->
 
 
 def test_dashboard_serves_the_page_its_feed_address_and_health(demo: Demo) -> None:
+    demo.start_falkordb()
+    demo.start_ws_api()
     dashboard = demo.start("mind.dashboard.server")
     wait_until(
         lambda: demo.get("/healthz", port="DASHBOARD_PORT").status_code == 200, 20, "/healthz"
@@ -435,7 +453,14 @@ def test_dashboard_serves_the_page_its_feed_address_and_health(demo: Demo) -> No
     page = demo.get("/", port="DASHBOARD_PORT")
     assert page.status_code == 200 and 'id="engine-rows"' in page.text
     config = demo.get("/config.json", port="DASHBOARD_PORT").json()
-    assert config["ws_url"] == f"ws://127.0.0.1:{demo.ports['WS_PORT']}/ws"
+    assert config["ws_path"] == "/ws"  # same origin: the dashboard relays ws_api's feed
+    assert config["feed"] == f"ws://127.0.0.1:{demo.ports['WS_PORT']}/ws"
+    relay = f"ws://127.0.0.1:{demo.ports['DASHBOARD_PORT']}/ws"
+    with ws_connect(relay, open_timeout=5) as feed:
+        snapshot = json.loads(feed.recv(timeout=5))
+        assert snapshot["type"] == "snapshot"
+        assert sorted(snapshot["engines"]) == sorted(ENGINE_NAMES)
+        assert json.loads(feed.recv(timeout=5))["type"] == "tick"
     script = demo.get("/static/dashboard.js", port="DASHBOARD_PORT")
     assert script.status_code == 200 and '"engine-" + name' in script.text
     assert dashboard.stop() == 0
@@ -472,6 +497,7 @@ function register(element) {
 for (const id of ["engine-rows", "ws-status", "tick-total", "engine-version"]) {
   const element = new Element("span"); element.id = id; register(element);
 }
+globalThis.location = new URL(base);
 globalThis.document = {
   getElementById: (id) => byId.get(id) ?? null,
   createElement: (tag) => new Element(tag),

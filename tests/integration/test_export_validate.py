@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -382,3 +383,89 @@ def test_compose_healthchecks_run_after_compose_unescapes_dollars(
         kind, command = services[service_id]["healthcheck"]["test"]
         assert kind == "CMD-SHELL"
         assert run_shell(command.replace("$$", "$")) == 0, command
+
+
+# ------------------------------------------------- the systemd units of the demo, for real
+
+
+class _Unit:
+    """One exported ``.service`` unit, read the way systemd reads the keys used here."""
+
+    def __init__(self, text: str) -> None:
+        self.values: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.startswith("#"):
+                self.values.setdefault(key, []).append(value)
+
+    def one(self, key: str) -> str | None:
+        found = self.values.get(key)
+        return found[0] if found else None
+
+    def environment(self) -> dict[str, str]:
+        pairs = (shlex.split(value)[0].partition("=") for value in self.values["Environment"])
+        return {key: value.replace("%%", "%") for key, _, value in pairs}
+
+
+def test_the_demo_units_start_each_service_and_pass_its_readiness_loop(tmp_path: Path) -> None:
+    """Each unit's ExecStart= runs, in unit order, with its Environment= and WorkingDirectory=;
+    its ExecStartPost= readiness loop (or READY=1 for Type=notify) must pass within
+    TimeoutStartSec=. systemd is not PID 1 here, so this test plays its part."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "mind-protocol"
+    ports = {
+        name: str(free_port())
+        for name in ("FALKORDB_PORT", "WS_PORT", "DASHBOARD_PORT", "SIGNALS_PORT")
+    }
+    overrides = {**ports, "MPSV3_STATE_DIR": str(tmp_path / "state"), "MIND_INSTANCE": "mind-units"}
+    config = load_config(example / "services.yaml", overrides)
+    files = systemd.export(config, which=shutil.which).files
+    started: list[subprocess.Popen[bytes]] = []
+    notify_path = str(tmp_path / "notify.sock")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(notify_path)
+            notify.settimeout(1)
+            for spec in config.services:  # the loader's order is a valid start order here
+                unit = _Unit(files[systemd.unit_name("mind-units", spec.id)])
+                env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+                env.update(unit.environment())
+                if unit.one("Type") == "notify":
+                    env["NOTIFY_SOCKET"] = notify_path
+                log = open(tmp_path / f"{spec.id}.log", "wb")  # noqa: SIM115 - closed with the process
+                started.append(
+                    subprocess.Popen(
+                        _systemd_words(unit.one("ExecStart") or ""),
+                        cwd=unit.one("WorkingDirectory"),
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+                log.close()
+                timeout = float((unit.one("TimeoutStartSec") or "30s").removesuffix("s"))
+                post = unit.one("ExecStartPost")
+                if post is not None:
+                    code = run_shell(shlex.join(_systemd_words(post)), timeout_s=timeout)
+                    assert code == 0, (
+                        f"{spec.id}: readiness loop {post}\n{(tmp_path / f'{spec.id}.log').read_text()}"
+                    )
+                elif unit.one("Type") == "notify":
+                    deadline = time.monotonic() + timeout
+                    message = b""
+                    while b"READY=1" not in message and time.monotonic() < deadline:
+                        with contextlib.suppress(TimeoutError):
+                            message = notify.recv(4096)
+                    assert b"READY=1" in message, f"{spec.id}: no READY=1"
+                time.sleep(0.3)
+                assert started[-1].poll() is None, f"{spec.id} exited {started[-1].returncode}"
+    finally:
+        for proc in reversed(started):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in started:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -202,3 +202,20 @@ def test_signal_and_scale_keys_answer_in_the_message_line(running: Any) -> None:
 
     run(scenario, running)
     assert running.stop() == 0
+
+
+def test_ui_without_a_supervisor_says_so_in_one_line_and_exits_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mpsv3.cli.main import main, main_group
+    from mpsv3.cli.ui_command import ui
+
+    config = tmp_path / "services.yaml"
+    config.write_text(f"version: 1\nname: nobody_home\nservices:\n  - id: a\n    cmd: {SLEEPER}\n")
+    monkeypatch.setenv("MPSV3_RUNTIME_DIR", str(tmp_path / "runtime"))
+    main_group.add_command(ui)  # as the CLI registers it
+    with pytest.raises(SystemExit) as exited:
+        main(["ui", "-c", str(config)])
+    assert exited.value.code == 3
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"mpsv3: no supervisor is running for instance 'nobody_home' (config {config})"]

@@ -45,6 +45,7 @@ CONFIG = f"""
       - id: autonomy_orchestrator
         cmd: {SLEEPER}
 """
+EXITED = "[the command exited with status]"
 CPU = re.compile(r"(?<![\w.])\d+(?:\.\d)?%")
 MEMORY = re.compile(r"(?<![\w.])\d+(?:\.\d)?[BKMGT](?![\w])")
 
@@ -66,8 +67,9 @@ class Tmux:
 
     def open(self, command: list[str], width: int, height: int, extra_env: dict[str, str]) -> None:
         env_args = [part for key, value in extra_env.items() for part in ("-e", f"{key}={value}")]
-        self.run("new-session", "-d", "-s", "ui", "-x", str(width), "-y", str(height), *env_args,
-                 " ".join(_quote(part) for part in command))
+        # The pane outlives the command by a minute, so that a command that fails shows why.
+        shell = " ".join(_quote(part) for part in command) + f"; echo '{EXITED}' $?; sleep 60"
+        self.run("new-session", "-d", "-s", "ui", "-x", str(width), "-y", str(height), *env_args, shell)
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "ui")
@@ -114,7 +116,8 @@ def test_the_ui_in_a_terminal_shows_every_service_with_cpu_and_memory(
     try:
         tmux.open([*MPSV3, "ui", "-c", str(stack.config_path)], width, height,
                   {"MPSV3_RUNTIME_DIR": stack.env["MPSV3_RUNTIME_DIR"]})
-        screen = wait_screen(tmux, lambda s: len(rows(s)) == len(IDS), timeout=20)
+        screen = wait_screen(tmux, lambda s: len(rows(s)) == len(IDS) or EXITED in s, timeout=20)
+        assert EXITED not in screen, f"`mpsv3 ui` ended:\n{screen}"
         missing = [sid for sid in IDS if sid not in rows(screen)]
         assert not missing, f"service ids not on the {width}x{height} screen: {missing}\n{screen}"
         reported = stack.status()["services"]

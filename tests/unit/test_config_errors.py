@@ -602,6 +602,256 @@ CASES = [
         r"unsupported YAML tag !!binary",
     ),
     (
+        "nul-in-env-value",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            env:
+              A: "x\\0y"
+        """,
+        6,
+        r'service "a": env\.A: contains a NUL character \(\\0\): no argument, environment variable or path can hold one',
+    ),
+    (
+        "nul-in-argv",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: ["echo", "a\\x00b"]
+        """,
+        4,
+        r'service "a": cmd\[1\]: contains a NUL character .+',
+    ),
+    (
+        "nul-in-probe-command",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            readiness:
+              exec: {cmd: "test\\0"}
+        """,
+        6,
+        r'service "a": readiness\.exec\.cmd: contains a NUL character .+',
+    ),
+    (
+        "nul-in-user",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            user: "root\\0"
+        """,
+        5,
+        r'service "a": user: contains a NUL character .+',
+    ),
+    (
+        "equals-in-env-key",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            env:
+              OK: "1"
+              B=C: "2"
+        """,
+        7,
+        r'service "a": env\["B=C"\]: a variable name cannot contain "=" \(the environment is NAME=VALUE\)',
+    ),
+    (
+        "empty-global-env-key",
+        """\
+        version: 1
+        env:
+          "": x
+        services:
+          - id: a
+            cmd: echo
+        """,
+        3,
+        r'env\[""\]: an environment variable needs a name',
+    ),
+    (
+        "id-too-long",
+        "version: 1\nservices:\n  - id: " + "a" * 300 + "\n    cmd: echo\n",
+        3,
+        r'service "a{55}\.\.\.": id: service id is 300 characters long; at most 128, '
+        r"because it names the service's files \(logs/ID\.log\)",
+    ),
+    (
+        "log-pattern-backreference",
+        r"""
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            readiness:
+              log: {pattern: '(a)\1'}
+        """,
+        7,
+        r"service \"a\": readiness\.log\.pattern: bad regular expression '\(a\)\\\\1': invalid escape "
+        r"sequence: \\1: backreferences need backtracking \(mpsv3 matches log patterns with RE2, in linear time\)",
+    ),
+    (
+        "log-pattern-lookahead",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            readiness:
+              log: {pattern: 'ready(?= now)'}
+        """,
+        6,
+        r"service \"a\": readiness\.log\.pattern: bad regular expression .+: lookaround .+ needs "
+        r"backtracking \(mpsv3 matches log patterns with RE2, in linear time\)",
+    ),
+    (
+        "task-with-readiness",
+        """\
+        version: 1
+        services:
+          - id: migrate
+            kind: task
+            cmd: echo
+            readiness:
+              tcp: {port: 5432}
+        """,
+        6,
+        r'service "migrate": a task has no readiness: its completion \(exit 0\) is what its '
+        r"dependents wait for",
+    ),
+    (
+        "task-restart-always",
+        """\
+        version: 1
+        services:
+          - id: migrate
+            kind: task
+            cmd: echo
+            restart:
+              policy: always
+        """,
+        7,
+        r'service "migrate": restart\.policy: always would run a task again after it completed; .+',
+    ),
+    (
+        "unknown-user",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            user: no-such-user-mpsv3
+        """,
+        5,
+        r'service "a": user: no user "no-such-user-mpsv3" on this machine \(see getent passwd\)',
+    ),
+    (
+        "unknown-group",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            group: no-such-group-mpsv3
+        """,
+        5,
+        r'service "a": group: no group "no-such-group-mpsv3" on this machine \(see getent group\)',
+    ),
+    (
+        "missing-env-file",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            env_file:
+              - ?.env.local
+              - .env.nowhere
+        """,
+        7,
+        r'service "a": env_file\[1\]: env file \.env\.nowhere does not exist \(write '
+        r"\?\.env\.nowhere if it may be missing\)",
+    ),
+    (
+        "bad-profile-name",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: echo
+            profiles: [debug, "no spaces"]
+        """,
+        5,
+        r"service \"a\": profiles: bad profile name 'no spaces': use letters, digits, '\.', '_' and '-'",
+    ),
+    (
+        "replica-ports-clash",
+        """\
+        version: 1
+        services:
+          - id: worker
+            cmd: echo
+            replicas: 2
+            ports: [8000]
+        """,
+        6,
+        r'service "worker": each replica would listen on port 8000: write the port with '
+        r'\$\{MPSV3_REPLICA\}, e\.g\. "80\$\{MPSV3_REPLICA\}"',
+    ),
+    (
+        "replica-port-out-of-range",
+        """\
+        version: 1
+        services:
+          - id: worker
+            cmd: echo
+            replicas: 7
+            ports: ["6553${MPSV3_REPLICA}"]
+        """,
+        6,
+        r'service "worker", replica 6: ports\[0\]: must be at most 65535, got "65536"',
+    ),
+    (
+        "replica-id-clash",
+        """\
+        version: 1
+        services:
+          - id: worker
+            cmd: echo
+            replicas: 2
+          - id: worker-2
+            cmd: echo
+        """,
+        5,
+        r'service "worker": replica id "worker-2" is also the id of service "worker-2"',
+    ),
+    (
+        "replica-variable-outside-replicas",
+        """\
+        version: 1
+        services:
+          - id: a
+            cmd: ["echo", "${MPSV3_REPLICA}"]
+        """,
+        4,
+        r"undefined variable \$\{MPSV3_REPLICA\}: it is defined inside a service with replicas: "
+        r"only \(its replica's number\)",
+    ),
+    (
+        "interpolation-too-deep",
+        "version: 1\nservices:\n  - id: a\n    cmd: [\"" + "${A:-" * 1000 + "x" + "}" * 1000 + "\"]\n",
+        4,
+        r"\$\{\.\.\.\} defaults nested more than 32 deep in '.+'\.\.\.",
+    ),
+    (
         "metrics-port-clash",
         """\
         version: 1
@@ -633,7 +883,7 @@ def test_bad_config_is_reported_at_its_line(text: str, line: int, pattern: str) 
 
 
 def test_case_ids_are_distinct() -> None:
-    assert len({c[0] for c in CASES}) == len(CASES) >= 30
+    assert len({c[0] for c in CASES}) == len(CASES) >= 67
 
 
 def test_empty_file_is_one_clear_error() -> None:

@@ -74,8 +74,9 @@ ROUND_TRIPS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                     "test \"$$(curl -s -o /dev/null -w '%{http_code}' --max-time 3"
                     ' http://127.0.0.1:8000/ping)" = 204',
                 ],
-                "interval": "250ms",
+                "interval": "30s",  # no liveness: Docker's default, never the poll period
                 "timeout": "3s",
+                "retries": 3,
                 "start_period": "30s",
             }
         },
@@ -86,8 +87,9 @@ ROUND_TRIPS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {
             "healthcheck": {
                 "test": ["CMD", "pg_isready", "-h", "$$HOST"],
-                "interval": "1s",
+                "interval": "30s",
                 "timeout": "2s",
+                "retries": 3,
                 "start_period": "30s",
             }
         },
@@ -124,8 +126,9 @@ ROUND_TRIPS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                     "CMD-SHELL",
                     "timeout 2 redis-cli -h 127.0.0.1 -p 6380 ping | grep -qx PONG",
                 ],
-                "interval": "100ms",
+                "interval": "30s",
                 "timeout": "2s",
+                "retries": 3,
                 "start_period": "30s",
             }
         },
@@ -187,25 +190,123 @@ def test_images_by_id_and_default(tmp_path: Path) -> None:
     config = make_config(tmp_path, [{"id": "db", "cmd": "db"}, {"id": "api", "cmd": "api"}])
     services = services_of(config, images={"db": "postgres:16"}, default_image="example/api:2")
     assert services["db"]["image"] == "postgres:16"
+    assert "build" not in services["db"] and "entrypoint" not in services["db"]
     assert services["api"]["image"] == "example/api:2"
+    assert services["api"]["build"] == {"context": ".", "dockerfile": "Containerfile"}
 
 
-@pytest.mark.parametrize(
-    ("images", "default", "message"),
-    [
-        ({"db": "postgres:16"}, None, "--image ID=IMAGE for api"),
-        ({}, None, "for db, api"),
-        ({"dbx": "postgres:16"}, "x", "no service 'dbx'"),
-    ],
-)
-def test_a_missing_or_unknown_image_is_a_usage_error(
-    tmp_path: Path, images: dict[str, str], default: str | None, message: str
-) -> None:
+def test_one_service_builds_the_project_image_the_others_name_it(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        [{"id": "db", "cmd": "db"}, {"id": "api", "cmd": "api"}, {"id": "web", "cmd": "web"}],
+        export={"image": "registry/mind:2", "base": "debian:12"},
+    )
+    result = compose.export(config, build_context="../proj")
+    assert result.project_image == "registry/mind:2"
+    services = yaml.safe_load(result.files["compose.yaml"])["services"]
+    assert [s["image"] for s in services.values()] == ["registry/mind:2"] * 3
+    assert services["db"]["build"] == {"context": "../proj", "dockerfile": "Containerfile"}
+    assert "build" not in services["api"] and "build" not in services["web"]
+    assert services["api"]["working_dir"] == "/app"
+
+
+def test_the_default_project_image_is_named_after_the_stack(tmp_path: Path) -> None:
+    config = make_config(tmp_path, [{"id": "a", "cmd": "a"}], name="Mind.Protocol")
+    assert compose.export(config).project_image == "mind.protocol:latest"
+
+
+def test_an_image_for_an_unknown_service_is_a_usage_error(tmp_path: Path) -> None:
     config = make_config(tmp_path, [{"id": "db", "cmd": "db"}, {"id": "api", "cmd": "api"}])
     with pytest.raises(ExportError) as caught:
-        compose.export(config, images=images, default_image=default)
+        compose.export(config, images={"dbx": "postgres:16"}, default_image="x")
     assert caught.value.exit_code == EXIT_USAGE
-    assert message in str(caught.value)
+    assert "no service 'dbx'" in str(caught.value)
+
+
+def test_service_export_keys_image_cmd_volumes_env(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        [
+            {
+                "id": "db",
+                "cmd": "db",
+                "env": {"DATA": "here"},
+                "export": {
+                    "image": "falkordb/falkordb:v4",
+                    "cmd": "redis-server --dir /data",
+                    "volumes": ["db-data:/data", "seed:/seed:ro"],
+                    "env": {"DATA": "/data"},
+                },
+            }
+        ],
+        export={"env": {"BIND_HOST": "0.0.0.0"}},
+    )
+    result = compose.export(config)
+    document = yaml.safe_load(result.files["compose.yaml"])
+    db = document["services"]["db"]
+    assert db["image"] == "falkordb/falkordb:v4"
+    assert db["entrypoint"] == ["redis-server", "--dir", "/data"]
+    assert db["volumes"] == ["db-data:/data", "seed:/seed:ro"]
+    assert db["environment"] == {"DATA": "/data", "BIND_HOST": "0.0.0.0"}
+    assert "working_dir" not in db
+    assert document["volumes"] == {"db-data": {}, "seed": {}}
+    assert result.project_image is None
+
+
+def test_a_host_path_that_would_leak_is_an_error_naming_the_service(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        [
+            {"id": "ok", "cmd": ["python3", "-m", "app"], "env": {"TOOL": "/usr/bin/x"}},
+            {"id": "venv", "cmd": ["/home/me/.venv/bin/python", "-m", "app"]},
+            {"id": "data", "cmd": "app", "env": {"DATA": f"{tmp_path}/data"}},
+        ],
+    )
+    with pytest.raises(ExportError) as caught:
+        compose.export(config, host_paths=["/home/me"])
+    message = str(caught.value)
+    assert caught.value.exit_code == 1
+    assert 'service "venv": the command names the host path /home/me' in message
+    assert f'service "data": env DATA names the host path {tmp_path}' in message
+    assert '"ok"' not in message
+
+
+def test_a_loopback_peer_address_is_warned(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path, [{"id": "a", "cmd": "a", "env": {"DB_URL": "redis://127.0.0.1:6379"}}]
+    )
+    warnings = compose.export(config).warnings
+    assert any(w.startswith('service "a": env DB_URL=') and "loopback" in w for w in warnings)
+
+
+def test_production_keys_map_to_compose(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        [
+            {"id": "migrate", "cmd": "migrate", "kind": "task"},
+            {
+                "id": "worker",
+                "cmd": "work",
+                "requires": ["migrate"],
+                "replicas": 3,
+                "user": "app",
+                "group": "app",
+                "limits": {"memory_mb": 256},
+                "profiles": ["jobs"],
+            },
+            {"id": "debug", "cmd": "dbg", "enabled": False},
+        ],
+    )
+    services = services_of(config)
+    assert services["migrate"]["restart"] == "no"
+    assert services["worker"]["depends_on"] == {
+        "migrate": {"condition": "service_completed_successfully"}
+    }
+    assert services["worker"]["deploy"] == {"replicas": 3}
+    assert services["worker"]["user"] == "app:app"
+    assert services["worker"]["mem_limit"] == "256m"
+    assert services["worker"]["profiles"] == ["jobs"]
+    assert services["debug"]["profiles"] == ["disabled"]
 
 
 # ---------------------------------------------------------------------------- warnings
@@ -228,16 +329,16 @@ WARNINGS: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "liveness beside readiness",
-        {"readiness": {"tcp": {"port": 1}}, "liveness": {"tcp": {"port": 1}}},
-        'service "a": liveness (tcp) has no equivalent in Compose',
+        {"readiness": {"tcp": {"port": 1}}, "liveness": {"http_get": {"url": "http://h/"}}},
+        'service "a": liveness (http_get) is not its own healthcheck in Compose',
     ),
     (
         "liveness alone",
         {"liveness": {"tcp": {"port": 1}}},
-        'service "a": liveness becomes the healthcheck, but Docker does not restart',
+        'service "a": an unhealthy container is marked, not restarted',
     ),
     ("backoff", {}, 'service "a": restart backoff (1s x2 up to 60s) has no equivalent in Compose'),
-    ("cwd", {"cwd": "/srv/app"}, 'service "a": cwd /srv/app has no equivalent in Compose'),
+    ("cwd", {"cwd": "/srv/app"}, 'service "a": cwd /srv/app is outside the project folder'),
     (
         "max_retries under always",
         {"restart": {"policy": "always", "max_retries": 3}},
@@ -260,8 +361,7 @@ def test_what_cannot_be_mapped_is_warned_once(
 def test_exit_code_semantics_are_warned_for_the_stack(tmp_path: Path) -> None:
     config = make_config(tmp_path, [{"id": "a", "cmd": "a", "restart": {"policy": "never"}}])
     assert compose.export(config, default_image="x").warnings == [
-        f'service "a": cwd {tmp_path} has no equivalent in Compose; the image\'s working'
-        " directory applies",
-        "exit code 99 (hot reload) has no equivalent in Compose; Docker treats it as a crash",
-        "exit code 78 (self-quarantine) has no equivalent in Compose; Docker restarts it like a crash",
+        "exit code 99 (hot reload) has no equivalent in Compose; the engine treats it as a crash",
+        "exit code 78 (self-quarantine) has no equivalent in Compose; the engine restarts it"
+        " like a crash",
     ]

@@ -169,17 +169,17 @@ def test_probe_kinds_map_to_handlers(
     [
         (
             {"period_ms": 2000, "timeout_s": 30, "attempt_timeout_s": 3},
-            {"periodSeconds": 2, "timeoutSeconds": 3},
+            {"periodSeconds": 10, "timeoutSeconds": 3},  # not the poll period: 10 s (no liveness)
             {"periodSeconds": 2, "timeoutSeconds": 3, "failureThreshold": 15},
         ),
         (
             {"period_ms": 5000, "timeout_s": 12},
-            {"periodSeconds": 5, "timeoutSeconds": 2},
+            {"periodSeconds": 10, "timeoutSeconds": 2},
             {"periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3},
         ),
         (
             {"period_ms": 100, "timeout_s": 10},
-            {"periodSeconds": 1, "timeoutSeconds": 2},
+            {"periodSeconds": 10, "timeoutSeconds": 2},
             {"periodSeconds": 1, "timeoutSeconds": 2, "failureThreshold": 10},
         ),
     ],
@@ -191,6 +191,18 @@ def test_readiness_timing_becomes_readiness_and_startup_probes(
     assert {k: container["readinessProbe"][k] for k in ready} == ready
     assert "failureThreshold" not in container["readinessProbe"]
     assert {k: container["startupProbe"][k] for k in startup} == startup
+
+
+def test_the_readiness_probe_runs_every_liveness_interval(tmp_path: Path) -> None:
+    container = container_of(
+        tmp_path,
+        {
+            "readiness": {"tcp": {"port": 80}, "period_ms": 100},
+            "liveness": {"tcp": {"port": 80}, "interval_s": 20},
+        },
+    )
+    assert container["readinessProbe"]["periodSeconds"] == 20
+    assert container["startupProbe"]["periodSeconds"] == 1
 
 
 def test_liveness_timing(tmp_path: Path) -> None:
@@ -236,7 +248,7 @@ def test_container_command_env_and_ports(tmp_path: Path) -> None:
         ],
         env={"G": "1", "SHARED": "global"},
     )
-    deployment, service = objects_of(config, images={"a": "example/a:3"})["a.yaml"]
+    deployment, service = objects_of(config, default_image="example/a:3")["a.yaml"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "example/a:3"
     # Kubernetes reads $$ as $ and expands $(VAR): a $ before "(" or "$" is doubled.
@@ -266,11 +278,80 @@ def test_one_init_container_waits_for_each_dependency(tmp_path: Path) -> None:
     pod = pod_of(tmp_path, {"requires": ["falkor_db", "ws_api"]})
     waits = pod["initContainers"]
     assert [w["name"] for w in waits] == ["wait-falkor-db", "wait-ws-api"]
-    assert {w["image"] for w in waits} == {"busybox:1.36"}
+    assert {w["image"] for w in waits} == {"example/app:1"}  # the project image by default
     for wait, name in zip(waits, ["falkor-db", "ws-api"], strict=True):
         assert wait["command"][:2] == ["sh", "-c"]
-        assert f"until nslookup {name}.$$(cat " in wait["command"][2]
-        assert ".svc.cluster.local;" in wait["command"][2]
+        script = wait["command"][2]
+        assert f'host="{name}${{ns:+.$ns.svc.cluster.local}}"' in script
+        assert 'until getent hosts "$host"' in script and 'nslookup "$host"' in script
+        assert "$(" not in script and "$$" not in script  # the same in Kubernetes and podman
+
+
+def test_the_wait_image_is_busybox_when_no_service_runs_the_project_image(
+    tmp_path: Path,
+) -> None:
+    config = make_config(
+        tmp_path, [{"id": "db", "cmd": "db"}, {"id": "a", "cmd": "a", "requires": ["db"]}]
+    )
+    result = kubernetes.export(config, images={"db": "db:1", "a": "a:1"})
+    deployment = next(yaml.safe_load_all(result.files["a.yaml"]))
+    assert deployment["spec"]["template"]["spec"]["initContainers"][0]["image"] == "busybox:1.36"
+    assert result.project_image is None
+
+
+def test_volumes_become_claims_and_mounts(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        [
+            {"id": "db", "cmd": "db", "export": {"volumes": ["db_data:/data"]}},
+            {"id": "reader", "cmd": "r", "export": {"volumes": ["db_data:/data:ro"]}},
+        ],
+    )
+    result = kubernetes.export(config, default_image="x")
+    claim, deployment, _ = yaml.safe_load_all(result.files["db.yaml"])
+    assert claim["kind"] == "PersistentVolumeClaim" and claim["metadata"]["name"] == "db-data"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": "db-data", "persistentVolumeClaim": {"claimName": "db-data"}}
+    ]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "db-data", "mountPath": "/data"}]
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.files["reader.yaml"])]
+    assert kinds == ["Deployment", "Service"]  # one claim, in the first file that mounts it
+    assert any("volume db_data is shared" in w for w in result.warnings)
+
+
+def test_a_task_is_a_job_and_production_keys_map(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        [
+            {"id": "migrate", "cmd": "m", "kind": "task", "restart": {"max_retries": 4}},
+            {
+                "id": "web",
+                "cmd": "w",
+                "requires": ["migrate"],
+                "replicas": 3,
+                "user": "1000",
+                "group": "staff",
+                "limits": {"memory_mb": 512},
+            },
+            {"id": "off", "cmd": "o", "enabled": False},
+        ],
+    )
+    result = kubernetes.export(config, default_image="x")
+    (job,) = yaml.safe_load_all(result.files["migrate.yaml"])
+    assert job["kind"] == "Job" and job["spec"]["backoffLimit"] == 3
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    web = next(yaml.safe_load_all(result.files["web.yaml"]))
+    pod = web["spec"]["template"]["spec"]
+    assert web["spec"]["replicas"] == 3
+    assert "initContainers" not in pod
+    assert pod["securityContext"] == {"runAsUser": 1000}
+    assert pod["containers"][0]["resources"] == {"limits": {"memory": "512Mi"}}
+    assert next(yaml.safe_load_all(result.files["off.yaml"]))["spec"]["replicas"] == 0
+    assert 'service "web": does not wait for the task migrate (a Job) in Kubernetes' in (
+        result.warnings
+    )
+    assert any(w.startswith("service \"web\": group 'staff'") for w in result.warnings)
 
 
 def test_the_wait_image_is_an_option(tmp_path: Path) -> None:
@@ -376,7 +457,7 @@ WARNINGS: list[tuple[str, dict[str, Any], str]] = [
         {"stop": {"signal": "SIGINT"}},
         'service "a": stop signal SIGINT has no equivalent',
     ),
-    ("cwd", {"cwd": "/srv/app"}, 'service "a": cwd /srv/app has no equivalent in Kubernetes'),
+    ("cwd", {"cwd": "/srv/app"}, 'service "a": cwd /srv/app is outside the project folder'),
     (
         "rounded period",
         {"readiness": {"tcp": {"port": 1}, "period_ms": 250}},
@@ -401,7 +482,7 @@ def test_what_cannot_be_mapped_is_warned_once(
     assert sum(w.startswith(line) for w in result.warnings) == 1, result.warnings
 
 
-def test_an_always_service_with_whole_seconds_warns_only_about_backoff_cwd_and_exit_codes(
+def test_an_always_service_with_whole_seconds_warns_only_about_backoff_and_exit_codes(
     tmp_path: Path,
 ) -> None:
     config = make_config(
@@ -416,8 +497,7 @@ def test_an_always_service_with_whole_seconds_warns_only_about_backoff_cwd_and_e
         ],
     )
     warnings = kubernetes.export(config, default_image="x").warnings
-    assert len(warnings) == 4, warnings
+    assert len(warnings) == 3, warnings
     assert warnings[0].startswith('service "a": restart backoff')
-    assert warnings[1].startswith(f'service "a": cwd {tmp_path} has no equivalent in Kubernetes')
-    assert warnings[2].startswith("exit code 99 (hot reload) has no equivalent in Kubernetes")
-    assert warnings[3].startswith("exit code 78 (self-quarantine) has no equivalent in Kubernetes")
+    assert warnings[1].startswith("exit code 99 (hot reload) has no equivalent in Kubernetes")
+    assert warnings[2].startswith("exit code 78 (self-quarantine) has no equivalent in Kubernetes")

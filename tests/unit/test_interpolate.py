@@ -87,3 +87,48 @@ def test_any_text_interpolates_or_raises_interpolation_error(text: str) -> None:
 @given(st.text(max_size=30))
 def test_escaping_every_dollar_round_trips(text: str) -> None:
     assert interpolate(text.replace("$", "$$"), {}) == text
+
+
+def test_defaults_nest_up_to_the_limit() -> None:
+    from mpsv3.config.interpolate import MAX_DEPTH
+
+    assert interpolate("${A:-" * MAX_DEPTH + "x" + "}" * MAX_DEPTH, {}) == "x"
+    with pytest.raises(InterpolationError, match="defaults nested more than 32 deep"):
+        interpolate("${A:-" * (MAX_DEPTH + 1) + "x" + "}" * (MAX_DEPTH + 1), {})
+
+
+def test_a_deep_unused_default_is_still_bounded() -> None:
+    text = "${PORT:-" + "${A:-" * 5000 + "}" * 5000 + "}"
+    with pytest.raises(InterpolationError, match="nested more than 32 deep"):
+        interpolate(text, VARS)
+
+
+def test_messages_quote_long_text_short() -> None:
+    with pytest.raises(InterpolationError) as caught:
+        interpolate("x" * 10_000 + "${", VARS)
+    assert len(str(caught.value)) < 120
+
+
+def test_the_budget_bounds_what_a_document_expands_to() -> None:
+    from mpsv3.config.interpolate import Budget, ExpansionTooLarge
+
+    budget = Budget(chars=10)
+    assert interpolate("${PORT}${PORT}", VARS, budget=budget) == "80008000"
+    with pytest.raises(ExpansionTooLarge, match="more than 8 MiB"):
+        interpolate("${PORT}", VARS, budget=budget)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${R}", "${R}"),
+        ("port ${PORT}${R}", "port 8000${R}"),
+        ("${R:-${MISSING}}", "${R:-${MISSING}}"),
+        ("$$ and $HOME and ${COST}", "$$ and $$HOME and 5$$"),
+    ],
+)
+def test_keeping_one_variable_gives_text_that_interpolates_later(text: str, expected: str) -> None:
+    variables = {**VARS, "COST": "5$"}
+    kept = interpolate(text, variables, keep="R")
+    assert kept == expected
+    assert interpolate(kept, {**variables, "R": "7"}) == interpolate(text, {**variables, "R": "7"})

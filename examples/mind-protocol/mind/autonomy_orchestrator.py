@@ -19,11 +19,12 @@ import httpx
 
 from mind.graph_store import GraphStore, GraphUnavailable
 from mind.runtime import (
-    LOOPBACK,
     env_float,
     env_port,
+    http_url,
     log,
     notify_ready,
+    peer_host,
     run_async,
     sleep_or_stop,
     unless_stopped,
@@ -92,8 +93,8 @@ class Orchestrator:
 
 async def orchestrate(stop: asyncio.Event) -> int:
     """Read the graph, notify readiness, then decide every interval until ``stop``."""
-    signals_url = f"http://{LOOPBACK}:{env_port('SIGNALS_PORT', 8010)}"
-    api_url = f"http://{LOOPBACK}:{env_port('WS_PORT', 8000)}/api"
+    signals_url = http_url(peer_host("signals_collector"), env_port("SIGNALS_PORT", 8010))
+    api_url = http_url(peer_host("ws_api"), env_port("WS_PORT", 8000)) + "/api"
     interval_s = env_float("ORCHESTRATOR_INTERVAL_S", 5.0)
     window_s = env_float("ORCHESTRATOR_WINDOW_S", 30.0)
     store = GraphStore.from_env()

@@ -8,7 +8,9 @@ so the process mpsv3 supervises, signals and probes is the database itself.
 
 Variables:
 
-* ``FALKORDB_PORT`` (6379): the port, bound on 127.0.0.1 only.
+* ``FALKORDB_PORT`` (6379): the port, bound on ``BIND_HOST`` (127.0.0.1 by default). Redis's
+  protected mode stays on for loopback; for another address (a container's) it is off, as
+  the container network is the boundary.
 * ``FALKORDB_DATA_DIR`` (``$MIND_STATE_DIR/falkordb``): the server's working directory.
 * ``FALKORDB_SAVE`` (empty: no snapshots): redis ``save`` rules, for example ``"60 1"``.
 * ``FALKORDB_SERVER`` / ``FALKORDB_MODULE``: a FalkorDB installed elsewhere (the server binary
@@ -29,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mind.runtime import LOOPBACK, env_port, env_str, log, state_dir
+from mind.runtime import LOOPBACK, bind_host, env_port, env_str, log, state_dir
 
 #: mpsv3's "self-quarantine" exit code (EX_CONFIG): a restart would fail the same way.
 EXIT_CANNOT_RUN = 78
@@ -63,13 +65,15 @@ def module_problem(module: str) -> str | None:
     return None
 
 
-def server_argv(server: str, port: int, data_dir: Path, save: str, module: str | None) -> list[str]:
-    """The server's command line: loopback only, logs to stdout, data in ``data_dir``."""
+def server_argv(
+    server: str, port: int, data_dir: Path, save: str, module: str | None, bind: str = LOOPBACK
+) -> list[str]:
+    """The server's command line: bound to ``bind``, logs to stdout, data in ``data_dir``."""
     argv = [
         server,
         "--port", str(port),
-        "--bind", LOOPBACK,
-        "--protected-mode", "yes",
+        "--bind", bind,
+        "--protected-mode", "yes" if bind == LOOPBACK else "no",
         "--daemonize", "no",
         "--dir", str(data_dir),
         "--save", save,
@@ -106,8 +110,8 @@ def choose_argv() -> tuple[list[str] | None, str]:
     problem = module_problem(module)
     if problem is None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        argv = server_argv(server, port, data_dir, save, module)
-        return argv, f"falkordb: starting FalkorDB on {LOOPBACK}:{port}, data in {data_dir}"
+        argv = server_argv(server, port, data_dir, save, module, bind_host())
+        return argv, f"falkordb: starting FalkorDB on {bind_host()}:{port}, data in {data_dir}"
     reason = (
         f"falkordb: cannot load the FalkorDB module {module}: {problem} "
         "(it needs glibc 2.35+ and libgomp1)"
@@ -121,7 +125,7 @@ def choose_argv() -> tuple[list[str] | None, str]:
     if plain is None:
         return None, f"{reason}; FALKORDB_ALLOW_PLAIN_REDIS=1 but no redis-server was found"
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = server_argv(plain, port, data_dir, save, None)
+    argv = server_argv(plain, port, data_dir, save, None, bind_host())
     return argv, f"{reason}; FALKORDB_ALLOW_PLAIN_REDIS=1: starting plain {plain} (no graphs)"
 
 

@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from mind.runtime import LOOPBACK, env_float, env_port, env_str, log, unless_stopped
+from mind.runtime import env_float, env_port, env_str, log, peer_host, unless_stopped
 
 
 class GraphUnavailable(Exception):
@@ -62,7 +62,7 @@ class GraphStore:
     @classmethod
     def from_env(cls) -> GraphStore:
         """The store named by ``FALKORDB_HOST``, ``FALKORDB_PORT`` and ``MIND_GRAPH``."""
-        return cls(env_str("FALKORDB_HOST", LOOPBACK), env_port("FALKORDB_PORT", 6379), env_graph())
+        return cls(peer_host("falkordb"), env_port("FALKORDB_PORT", 6379), env_graph())
 
     async def connect(self, timeout_s: float = 30.0) -> None:
         """Wait until the server answers, and learn whether it has the graph module.

@@ -1,8 +1,8 @@
 """What every demo program shares: its settings from the environment, its log, its stop signal.
 
 Why one module: the seven programs must behave alike under a supervisor. Each reads its
-ports and folders from environment variables (so a second copy of the stack runs on other
-ports), logs one flushed line per notable action to stdout (the supervisor prefixes the
+ports, folders and addresses from environment variables (so a second copy of the stack runs on
+other ports, and the exported stack runs in containers that reach each other by name), logs one flushed line per notable action to stdout (the supervisor prefixes the
 service id), and stops promptly with exit code 0 on SIGTERM, SIGINT or (Windows) SIGBREAK.
 Nothing here keeps state between calls; each program owns its own event loop. The HTTP
 programs' server lives apart, in ``mind.serving``, so that the launcher stays light.
@@ -64,6 +64,29 @@ def env_port(name: str, default: int) -> int:
     if not 1 <= port <= 65535:
         raise SystemExit(f"{name}={raw!r} is out of range 1-65535")
     return port
+
+
+def bind_host() -> str:
+    """The address a server binds: ``BIND_HOST``, loopback by default.
+
+    Locally every service shares 127.0.0.1; in a container (``mpsv3 export``) the stack's
+    ``export.env`` sets ``0.0.0.0`` so that peers and probes reach the service's own address.
+    """
+    return env_str("BIND_HOST", LOOPBACK)
+
+
+def peer_host(service_id: str) -> str:
+    """The address of another service: ``<ID>_HOST`` (``WS_API_HOST`` for ws_api), loopback by default.
+
+    ``mpsv3 export`` sets each ``<ID>_HOST`` to the service's name in the target (a Compose
+    service, a Kubernetes Service), so the same program finds its peers there.
+    """
+    return env_str(f"{service_id.upper()}_HOST", LOOPBACK)
+
+
+def http_url(host: str, port: int) -> str:
+    """``http://host:port`` (an IPv6 literal in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def state_dir() -> Path:

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mind.graph_store import GraphStore, GraphUnavailable, wait_for_graph
-from mind.runtime import LOOPBACK, env_float, env_port, log, run_async
+from mind.runtime import bind_host, env_float, env_port, http_url, log, peer_host, run_async
 from mind.serving import serve
 
 
@@ -139,12 +139,14 @@ def _error(status: int, message: str) -> JSONResponse:
 def main() -> int:
     """Serve on ``SIGNALS_PORT`` once the graph answers; snapshot ws_api on ``WS_PORT``."""
     port = env_port("SIGNALS_PORT", 8010)
-    counters_url = f"http://{LOOPBACK}:{env_port('WS_PORT', 8000)}/api/telemetry/counters"
+    counters_url = http_url(peer_host("ws_api"), env_port("WS_PORT", 8000))
+    counters_url += "/api/telemetry/counters"
     interval_s = env_float("SIGNALS_INTERVAL_S", 5.0)
     waited = run_async(lambda stop: wait_for_graph(stop, "signals_collector"))
     if waited is not None:
         return waited
-    log(f"signals_collector: serving http://{LOOPBACK}:{port}, snapshots every {interval_s:g}s")
+    where = http_url(bind_host(), port)
+    log(f"signals_collector: serving {where}, snapshots every {interval_s:g}s")
     collector = Collector(GraphStore.from_env(), counters_url, interval_s)
     return serve(collector.app(), port, "signals_collector")
 

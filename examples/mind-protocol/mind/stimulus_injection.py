@@ -19,10 +19,11 @@ import httpx
 
 from mind.engines.consciousness_engine_v2 import ENGINE_NAMES
 from mind.runtime import (
-    LOOPBACK,
     env_float,
     env_port,
+    http_url,
     log,
+    peer_host,
     run_async,
     sleep_or_stop,
     unless_stopped,
@@ -33,7 +34,7 @@ SOURCE = "stimulus_injection"
 
 async def inject(stop: asyncio.Event) -> int:
     """POST stimuli until ``stop`` is set."""
-    url = f"http://{LOOPBACK}:{env_port('WS_PORT', 8000)}/api/stimulus"
+    url = http_url(peer_host("ws_api"), env_port("WS_PORT", 8000)) + "/api/stimulus"
     interval_s = env_float("STIMULUS_INTERVAL_S", 3.0)
     rng = random.Random()
     engines = itertools.cycle(ENGINE_NAMES)

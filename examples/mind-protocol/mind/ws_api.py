@@ -7,7 +7,7 @@ the graph stops taking their counters (the liveness probe), and is restarted by 
 its code or the engines' code changes. ``WS_API_FAIL_ON_START=1`` makes it exit 1 at once,
 which the crash-recovery acceptance test uses.
 
-Endpoints (all on 127.0.0.1:``WS_PORT``):
+Endpoints (all on ``BIND_HOST``:``WS_PORT``, 127.0.0.1 by default):
 
 * ``GET /api/ping``: ``{"pong": true, "pid", "engine_version", "started_at"}``
 * ``GET /api/health``: 200 or 503, ``{"status", "engines_ticking", "graph", ...}``
@@ -35,7 +35,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mind.engines.consciousness_engine_v2 import ENGINE_NAMES, ENGINE_VERSION, EngineSet, Tick
 from mind.graph_store import GraphStore, GraphUnavailable, wait_for_graph
-from mind.runtime import env_float, env_port, log, run_async
+from mind.runtime import bind_host, env_float, env_port, http_url, log, run_async
 from mind.serving import serve
 
 #: Ticks a slow WebSocket client may fall behind before the oldest are dropped.
@@ -264,7 +264,7 @@ def main() -> int:
     waited = run_async(lambda stop: wait_for_graph(stop, "ws_api"))
     if waited is not None:
         return waited
-    log(f"ws_api: serving http://127.0.0.1:{port} (engines tick every {period_s:g}s)")
+    log(f"ws_api: serving {http_url(bind_host(), port)} (engines tick every {period_s:g}s)")
     return serve(create_app(GraphStore.from_env(), period_s, persist_s), port, "ws_api")
 
 

@@ -13,28 +13,15 @@ from pathlib import Path
 
 import click
 
+from mpsv3.cli.client_verbs import _config_option, _set_option, locate
 from mpsv3.errors import MpsvError
 
 __all__ = ["ui"]
 
 
 @click.command()
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    default="services.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The stack's services.yaml (it names the instance).",
-)
-@click.option(
-    "--set",
-    "assignments",
-    multiple=True,
-    metavar="VAR=VALUE",
-    help="Set a variable for ${VAR} interpolation, as given to `up`.",
-)
+@_config_option
+@_set_option
 @click.option(
     "--refresh",
     "refresh_s",
@@ -48,7 +35,6 @@ def ui(config_path: Path, assignments: tuple[str, ...], refresh_s: float) -> Non
 
     Quitting (q) never stops anything.
     """
-    from mpsv3.cli.client_verbs import locate
     from mpsv3.control.client import request
 
     target = locate(config_path, assignments)

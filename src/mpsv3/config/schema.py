@@ -15,13 +15,81 @@ import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from mpsv3.config.schema_base import (
+    Model,
+    PortNumber,
+    nonempty_argv,
+    not_a_bool,
+    optional_entries,
+    short,
+    split_command,
+)
 from mpsv3.config.schema_export import ServiceExportSpec, StackExportSpec
+from mpsv3.config.schema_probes import (
+    LIVENESS_KINDS,
+    PROBE_KINDS,
+    ExecCheck,
+    HttpGetCheck,
+    LivenessSpec,
+    LogCheck,
+    ReadinessSpec,
+    RedisPingCheck,
+    TcpCheck,
+)
+from mpsv3.errors import ConfigError
 
-SERVICE_ID = re.compile(r"^[a-z0-9_-]+$")
+__all__ = [
+    "LIVENESS_KINDS",
+    "MAX_ID_LENGTH",
+    "MAX_REPLICAS",
+    "PROBE_KINDS",
+    "REPLICA_VARIABLE",
+    "SIGNAL_NAMES",
+    "BackoffSpec",
+    "Config",
+    "ExecCheck",
+    "HttpGetCheck",
+    "LimitsSpec",
+    "LivenessSpec",
+    "LogCheck",
+    "LogsSpec",
+    "MetricsSpec",
+    "Model",
+    "PortNumber",
+    "Provenance",
+    "ReadinessSpec",
+    "RedisPingCheck",
+    "RestartSpec",
+    "RunnableService",
+    "ServiceSpec",
+    "StackSpec",
+    "StopSpec",
+    "TcpCheck",
+    "WatchSpec",
+]
+
+SERVICE_ID = re.compile(r"[a-z0-9_-]+")
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+#: Longest service id and instance name: they name files (``logs/ID.log.3``, the lease, the
+#: socket), and a file name has at most 255 bytes; a replica adds ``-N`` to its template's id.
+MAX_ID_LENGTH = 128
 #: Most replicas one service may ask for (``replicas:`` and ``mpsv3 scale``).
 MAX_REPLICAS = 1000
+#: The variable that holds a replica's number (1 … N) in ``${...}`` and in its environment.
+REPLICA_VARIABLE = "MPSV3_REPLICA"
+
+def _file_name(value: str, shape: re.Pattern[str], what: str, letters: str, names: str) -> str:
+    """A value that names files: made of ``letters``, and short enough for a file name."""
+    if not shape.fullmatch(value):
+        raise ValueError(f"bad {what} {short(value)}: use {letters}")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(
+            f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH}, because it names {names}"
+        )
+    return value
+
 
 #: Signal names accepted in ``stop.signal`` and ``on_change: signal:NAME``. A fixed list, not
 #: ``signal.Signals``, so that a config validates the same on every platform.
@@ -29,154 +97,6 @@ SIGNAL_NAMES = (
     "SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM",
     "SIGCONT", "SIGSTOP", "SIGWINCH", "SIGBREAK",
 )
-
-
-
-def _not_a_bool(value: Any) -> Any:
-    """YAML's ``true`` is not the number 1: refuse it where a number is expected."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {str(value).lower()}")
-    return value
-
-
-PortNumber = Annotated[int, BeforeValidator(_not_a_bool), Field(ge=1, le=65535)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
-
-
-class Model(BaseModel):
-    """Base for every config model: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _split_command(value: Any) -> Any:
-    """Accept ``cmd`` as an argv list or as a string split the way a shell would (no shell runs)."""
-    if isinstance(value, str):
-        try:
-            parts = shlex.split(value)
-        except ValueError as exc:  # unbalanced quotes
-            raise ValueError(f"cannot split command {value!r}: {exc}") from exc
-        if not parts:
-            raise ValueError("command is empty")
-        return parts
-    return value
-
-
-def _nonempty_argv(value: list[str]) -> list[str]:
-    if not value or not value[0]:
-        raise ValueError("command is empty")
-    return value
-
-
-# ---------------------------------------------------------------------------------- probes
-
-
-class TcpCheck(Model):
-    """Pass when a TCP connection to host:port is accepted."""
-
-    host: str = "127.0.0.1"
-    port: PortNumber
-
-
-class HttpGetCheck(Model):
-    """Pass when GET url answers ``expect_status``."""
-
-    url: str
-    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
-
-    @field_validator("url")
-    @classmethod
-    def _url_is_http(cls, url: str) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"bad URL {url!r}: expected http://HOST[:PORT]/PATH")
-        try:
-            parts.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError as exc:
-            raise ValueError(f"bad URL {url!r}: {exc}") from exc
-        return url
-
-
-class ExecCheck(Model):
-    """Pass when the command exits 0."""
-
-    cmd: list[str]
-
-    _split = field_validator("cmd", mode="before")(classmethod(lambda cls, v: _split_command(v)))
-    _nonempty = field_validator("cmd")(classmethod(lambda cls, v: _nonempty_argv(v)))
-
-
-class RedisPingCheck(Model):
-    """Pass when a Redis-protocol server answers PING with PONG."""
-
-    host: str = "127.0.0.1"
-    port: PortNumber = 6379
-
-
-class LogCheck(Model):
-    """Pass when a line of the service's output matches ``pattern`` (a regular expression)."""
-
-    pattern: str
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
-        return pattern
-
-
-PROBE_KINDS = ("tcp", "http_get", "exec", "redis_ping", "log", "notify")
-LIVENESS_KINDS = ("tcp", "http_get", "exec", "redis_ping")
-
-
-class _ProbeKinds(Model):
-    tcp: TcpCheck | None = None
-    http_get: HttpGetCheck | None = None
-    exec: ExecCheck | None = None
-    redis_ping: RedisPingCheck | None = None
-
-    def kind(self) -> str:
-        """The name of the one probe kind that is set."""
-        for name in PROBE_KINDS:
-            if getattr(self, name, None) not in (None, False):
-                return name
-        raise AssertionError("validated probe without a kind")
-
-    def check(self) -> Any:
-        """The settings of the one probe kind that is set."""
-        return getattr(self, self.kind())
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> _ProbeKinds:
-        allowed = [k for k in PROBE_KINDS if k in type(self).model_fields]
-        chosen = [k for k in allowed if getattr(self, k) not in (None, False)]
-        if len(chosen) != 1:
-            got = ", ".join(chosen) if chosen else "none"
-            raise ValueError(f"needs exactly one probe kind of {', '.join(allowed)} (got {got})")
-        return self
-
-
-class ReadinessSpec(_ProbeKinds):
-    """The gate: dependents start only after it passes. Polled from spawn until it passes."""
-
-    log: LogCheck | None = None
-    notify: bool = False
-    timeout_s: PositiveSeconds = 30.0
-    period_ms: Annotated[int, Field(ge=1)] = 100
-    attempt_timeout_s: PositiveSeconds = 2.0
-
-
-class LivenessSpec(_ProbeKinds):
-    """Health after ready: ``failure_threshold`` consecutive failures restart the service."""
-
-    interval_s: PositiveSeconds = 30.0
-    timeout_s: PositiveSeconds = 5.0
-    failure_threshold: Annotated[int, Field(ge=1)] = 3
 
 
 # ------------------------------------------------------------------------ restart and stop
@@ -213,7 +133,7 @@ def _signal_name(name: str) -> str:
     if not normal.startswith("SIG"):
         normal = "SIG" + normal
     if normal not in SIGNAL_NAMES:
-        raise ValueError(f"unknown signal {name!r}: use one of {', '.join(SIGNAL_NAMES)}")
+        raise ValueError(f"unknown signal {short(name)}: use one of {', '.join(SIGNAL_NAMES)}")
     return normal
 
 
@@ -233,7 +153,7 @@ class WatchSpec(Model):
             return action
         if action.startswith("signal:"):
             return "signal:" + _signal_name(action.removeprefix("signal:"))
-        raise ValueError(f"unknown on_change {action!r}: use restart, none or signal:NAME")
+        raise ValueError(f"unknown on_change {short(action)}: use restart, none or signal:NAME")
 
     @property
     def signal(self) -> str | None:
@@ -244,7 +164,7 @@ class WatchSpec(Model):
 class LimitsSpec(Model):
     """Resource limits, enforced by restarting the service (reason ``memory``)."""
 
-    memory_mb: Annotated[int, BeforeValidator(_not_a_bool), Field(ge=1)]
+    memory_mb: Annotated[int, BeforeValidator(not_a_bool), Field(ge=1)]
 
 
 # ------------------------------------------------------------------------------- services
@@ -269,21 +189,40 @@ class ServiceSpec(Model):
     kind: Literal["service", "task"] = "service"
     user: str | None = None
     group: str | None = None
-    env_file: list[str] = []
-    replicas: Annotated[int, BeforeValidator(_not_a_bool), Field(ge=1, le=MAX_REPLICAS)] | None = None
+    env_file: Annotated[list[str], BeforeValidator(optional_entries)] = []
+    replicas: Annotated[int, BeforeValidator(not_a_bool), Field(ge=1, le=MAX_REPLICAS)] | None = None
     enabled: bool = True
-    profiles: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]] = []
+    profiles: list[str] = []
     limits: LimitsSpec | None = None
     export: ServiceExportSpec | None = None
 
-    _split = field_validator("cmd", mode="before")(classmethod(lambda cls, v: _split_command(v)))
-    _nonempty = field_validator("cmd")(classmethod(lambda cls, v: _nonempty_argv(v)))
+    _split = field_validator("cmd", mode="before")(classmethod(lambda cls, v: split_command(v)))
+    _nonempty = field_validator("cmd")(classmethod(lambda cls, v: nonempty_argv(v)))
 
     @field_validator("id")
     @classmethod
     def _id_shape(cls, value: str) -> str:
-        if not SERVICE_ID.match(value):
-            raise ValueError(f"bad service id {value!r}: use lowercase letters, digits, _ and -")
+        return _file_name(
+            value, SERVICE_ID, "service id", "lowercase letters, digits, _ and -",
+            "the service's files (logs/ID.log)",
+        )  # fmt: skip
+
+    @field_validator("env_file")
+    @classmethod
+    def _env_file_names(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not entry.removeprefix("?"):
+                raise ValueError(f"env_file entry {short(entry)} names no file")
+        return value
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not INSTANCE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"bad profile name {short(name)}: use letters, digits, '.', '_' and '-'"
+                )
         return value
 
     @model_validator(mode="before")
@@ -293,6 +232,17 @@ class ServiceSpec(Model):
         if isinstance(data, dict) and data.get("shell") is True and isinstance(data.get("cmd"), str):
             return {**data, "cmd": [data["cmd"]]}
         return data
+
+    def replica(self, number: int) -> ServiceSpec:
+        """Replica ``number`` of this template, for a template that does not vary per replica:
+        id ``ID-number``, ``MPSV3_REPLICA`` in its env, no ``replicas`` of its own."""
+        return self.model_copy(
+            update={
+                "id": f"{self.id}-{number}",
+                "env": {**self.env, REPLICA_VARIABLE: str(number)},
+                "replicas": None,
+            }
+        )
 
     def argv(self) -> list[str]:
         """The argv to execute: ``cmd`` itself, or a POSIX shell running it when ``shell`` is set."""
@@ -318,7 +268,7 @@ class LogsSpec(Model):
 class StackSpec(Model):
     """A whole ``services.yaml``. ``name`` and ``state_dir`` are resolved by the loader."""
 
-    version: Annotated[Literal[1], BeforeValidator(_not_a_bool)]
+    version: Annotated[Literal[1], BeforeValidator(not_a_bool)]
     name: str | None = None
     state_dir: str = ".mpsv3"
     env: dict[str, str] = {}
@@ -330,15 +280,18 @@ class StackSpec(Model):
     services: Annotated[list[ServiceSpec], Field(min_length=1)]
 
     _split = field_validator("alert_cmd", mode="before")(
-        classmethod(lambda cls, v: None if v is None else _split_command(v))
+        classmethod(lambda cls, v: None if v is None else split_command(v))
     )
 
     @field_validator("name")
     @classmethod
     def _name_shape(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^[A-Za-z0-9_.-]+$", value):
-            raise ValueError(f"bad instance name {value!r}: use letters, digits, '.', '_' and '-'")
-        return value
+        if value is None:
+            return value
+        return _file_name(
+            value, INSTANCE_NAME, "instance name", "letters, digits, '.', '_' and '-'",
+            "the lease and the control socket",
+        )  # fmt: skip
 
     def service(self, service_id: str) -> ServiceSpec:
         for spec in self.services:
@@ -347,11 +300,48 @@ class StackSpec(Model):
         raise KeyError(service_id)
 
 
+class RunnableService(Model):
+    """One process the engine runs: a service as written, or one replica of a replicated one.
+
+    Attributes:
+        spec: the resolved spec it runs (a replica's id is ``worker-2``, its env holds
+            ``MPSV3_REPLICA``, and every ``${MPSV3_REPLICA}`` in it is its number).
+        template: the id written in the config (``worker``); ``requires:`` names it.
+        replica: the replica's number (1 … N), or None for a service without ``replicas:``.
+    """
+
+    spec: ServiceSpec
+    template: str
+    replica: int | None = None
+
+
+class Provenance(Model):
+    """What ``--explain`` needs that the resolved stack no longer says (the loader's record).
+
+    Attributes:
+        env_file_keys: template id -> the env keys whose value came from its ``env_file``
+            (printed as the file, not as the secret it holds).
+        replica_texts: template id -> ``(path in the service, text)`` for each value written
+            with ``${MPSV3_REPLICA}``: every other variable substituted, that one kept.
+    """
+
+    env_file_keys: dict[str, list[str]] = {}
+    replica_texts: dict[str, list[tuple[tuple[str | int, ...], str]]] = {}
+
+
 class Config(Model):
-    """A validated stack plus where it came from: what every other module consumes."""
+    """A validated stack plus where it came from: what every other module consumes.
+
+    ``stack.services`` are the services as written (a replicated one once, as its template,
+    with replica 1's values where it uses ``${MPSV3_REPLICA}``); :meth:`runnable` is what the
+    engine runs. ``warnings`` are problems that do not stop a start (``check`` prints them).
+    """
 
     path: Path
     stack: StackSpec
+    expanded: tuple[RunnableService, ...] | None = None
+    warnings: list[ConfigError] = []
+    provenance: Provenance = Provenance()
 
     @property
     def root(self) -> Path:
@@ -370,3 +360,34 @@ class Config(Model):
     @property
     def services(self) -> list[ServiceSpec]:
         return self.stack.services
+
+    def runnable(self) -> list[RunnableService]:
+        """Every process to run, in config order, each replica of a template in turn.
+
+        The loader fills this in (interpolating ``${MPSV3_REPLICA}`` per replica, and with a
+        ``replicas`` override of ``mpsv3 scale``); a config built by hand derives it from
+        ``stack.services`` (each replica a copy of its template).
+        """
+        if self.expanded is not None:
+            return list(self.expanded)
+        result: list[RunnableService] = []
+        for spec in self.stack.services:
+            if spec.replicas is None:
+                result.append(RunnableService(spec=spec, template=spec.id))
+            else:
+                result += [
+                    RunnableService(spec=spec.replica(k), template=spec.id, replica=k)
+                    for k in range(1, spec.replicas + 1)
+                ]
+        return result
+
+    def members(self, service_id: str) -> list[str]:
+        """The ids the engine runs for a written id: its replicas, or the service itself.
+
+        Raises:
+            KeyError: no service of this config has that id.
+        """
+        found = [item.spec.id for item in self.runnable() if item.template == service_id]
+        if not found:
+            raise KeyError(service_id)
+        return found

@@ -1,27 +1,35 @@
 """The ``mpsv3 export TARGET`` click command: load, export, write the files, print warnings.
 
 Why apart from the exporters: they are pure, and this is the one place of the feature that
-reads the config file, writes the output folder and prints. Errors are raised, never printed
-here: ``ConfigInvalid`` (exit 78) and ``MpsvError`` (exit 2 for a usage error such as a missing
-image, 1 for a file that cannot be written) reach ``cli.main()``, which reports them once.
-The lead registers ``export_command`` on the ``mpsv3`` group.
+reads the config file, writes the output folder and the project's build files, and prints.
+For a container target the config is loaded twice: once as the host sees it (for its service
+ids and folders), then with the variables a container sees (``containers.container_variables``:
+the image's interpreter, ``/app``, every ``<ID>_HOST`` as the service's name), ``--set`` still
+winning. Errors are raised, never printed here: ``ConfigInvalid`` (exit 78) and ``MpsvError``
+(exit 2 for a usage error, 1 for a file that cannot be written or a host path that would leak)
+reach ``cli.main()``, which reports them once. The lead registers ``export_command`` on the
+``mpsv3`` group.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from mpsv3.config.loader import load_config, parse_overrides
+from mpsv3.config.schema import Config
 from mpsv3.errors import EXIT_FAILURE, EXIT_USAGE, MpsvError
-from mpsv3.export import TARGETS, export
-from mpsv3.export.kubernetes import DEFAULT_WAIT_IMAGE
+from mpsv3.export import CONTAINER_TARGETS, TARGETS, export, name_in
+from mpsv3.export.containerfile import GENERATED_MARK
+from mpsv3.export.containers import container_variables
 from mpsv3.export.model import ExportResult
 
-__all__ = ["export_command", "parse_images", "write_files"]
+__all__ = ["export_command", "host_paths", "parse_images", "write_files", "write_project_files"]
 
 WARNING_PREFIX = "mpsv3 export: warning: "
 
@@ -57,13 +65,13 @@ WARNING_PREFIX = "mpsv3 export: warning: "
     "image_args",
     multiple=True,
     metavar="[ID=]IMAGE",
-    help="Container image of service ID, or of every service without one (compose, kubernetes).",
+    help="Image of its own for service ID, or the project image's name (compose, kubernetes).",
 )
 @click.option(
     "--wait-image",
-    default=DEFAULT_WAIT_IMAGE,
-    show_default=True,
-    help="Image of the Kubernetes init containers that wait for dependencies.",
+    default=None,
+    help="Image of the Kubernetes init containers that wait for dependencies"
+    " (default: the project image, else busybox:1.36).",
 )
 def export_command(
     target: str,
@@ -71,14 +79,18 @@ def export_command(
     output: Path | None,
     sets: tuple[str, ...],
     image_args: tuple[str, ...],
-    wait_image: str,
+    wait_image: str | None,
 ) -> None:
     """Export the stack to systemd units, a compose.yaml, or Kubernetes objects.
 
-    What the target cannot express is listed on stderr, one warning per line.
+    For compose and kubernetes, services that run the project's code get an image built from
+    a generated Containerfile (written next to the config). What the target cannot express
+    is listed on stderr, one warning per line.
     """
     images, default_image = parse_images(image_args)
-    config = load_config(config_path, parse_overrides(sets))
+    overrides = parse_overrides(sets)
+    folder = output if output is not None else Path(f"export-{target}")
+    config = _load(target, config_path, overrides)
     result: ExportResult = export(
         target,
         config,
@@ -86,16 +98,48 @@ def export_command(
         default_image=default_image,
         wait_image=wait_image,
         which=shutil.which,
+        host_paths=host_paths(),
+        build_context=_relative(config.root, folder),
+        build_ignore=[os.path.abspath(folder)],
     )
-    folder = output if output is not None else Path(f"export-{target}")
     for path in write_files(folder, result.files):
+        click.echo(str(path))
+    written, kept = write_project_files(config.root, result.project_files)
+    for path in written:
         click.echo(str(path))
     for line in result.warnings:
         click.echo(WARNING_PREFIX + line, err=True)
+    for path in kept:
+        click.echo(
+            f"{WARNING_PREFIX}{path} was not written by mpsv3 export: kept as it is, and"
+            " the image is built from it",
+            err=True,
+        )
+
+
+def _load(target: str, path: Path, overrides: dict[str, str]) -> Config:
+    config = load_config(path, overrides)
+    if target not in CONTAINER_TARGETS:
+        return config
+    variables = container_variables(config, name_in(target))
+    return load_config(path, {**variables, **overrides})
+
+
+def host_paths() -> list[str]:
+    """Folders of this machine that must not leak into containers: the venv, the home folder."""
+    paths = [str(Path.home())]
+    if sys.prefix != sys.base_prefix:  # a virtualenv's interpreter is never in an image
+        paths.append(sys.prefix)
+    return paths
+
+
+def _relative(root: Path, folder: Path) -> str:
+    """The project folder as seen from the output folder (Compose resolves paths from there)."""
+    return Path(os.path.relpath(root, os.path.abspath(folder))).as_posix()
 
 
 def parse_images(values: Sequence[str]) -> tuple[dict[str, str], str | None]:
-    """Split ``--image`` values into images by service id and the one default image.
+    """Split ``--image`` values into images by service id and the project image's name.
 
     Raises:
         MpsvError: an empty image, a service given twice, or two defaults (exit 2).
@@ -139,3 +183,27 @@ def write_files(folder: Path, files: dict[str, str]) -> list[Path]:
         where = exc.filename or folder
         raise MpsvError(f"cannot write {where}: {exc.strerror or exc}", EXIT_FAILURE) from None
     return written
+
+
+def write_project_files(root: Path, files: dict[str, str]) -> tuple[list[Path], list[Path]]:
+    """Write the build files into the project folder, never over a hand-written one.
+
+    Returns:
+        The files written, and the files kept because they do not start with the mark.
+
+    Raises:
+        MpsvError: a file cannot be read or written (exit 1).
+    """
+    kept = [root / name for name in files if _hand_written(root / name)]
+    to_write = {name: text for name, text in files.items() if root / name not in kept}
+    return write_files(root, to_write) if to_write else [], kept
+
+
+def _hand_written(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            return not handle.readline().startswith(GENERATED_MARK)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise MpsvError(f"cannot read {path}: {exc.strerror or exc}", EXIT_FAILURE) from None

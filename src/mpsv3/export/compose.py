@@ -5,18 +5,25 @@ Every mapping from a validated ``Config`` to the Compose specification lives her
 
 The mapping:
 
-* ``cmd`` -> ``entrypoint`` (an argv that replaces the image's, as the host command is the
-  whole command); the image comes from ``--image``; ``env`` -> ``environment``; ``ports`` ->
-  ``ports`` published on the same host port.
-* ``readiness`` (a polled probe) -> ``healthcheck`` (``interval`` = ``period_ms``, ``timeout`` =
-  ``attempt_timeout_s``, ``start_period`` = ``timeout_s``) and every dependent's
-  ``depends_on: {ID: {condition: service_healthy}}``; a service without a mappable gate is
-  depended on with ``service_started`` (mpsv3: ready once spawned). Without a readiness probe,
-  ``liveness`` becomes the healthcheck (``interval``, ``timeout``, ``retries`` =
-  ``failure_threshold``), though Docker only marks such a container unhealthy.
+* The container (``containers.plan_containers``): the project image with a ``build:`` section
+  (the generated ``Containerfile``, the project folder as context), or the service's own image;
+  the command -> ``entrypoint`` (the whole argv); the cwd -> ``working_dir`` under ``/app``;
+  ``env`` plus ``export.env`` -> ``environment``; ``export.volumes`` -> named ``volumes``;
+  ``ports`` -> ``ports`` published on the same host port. Peers are reached by Compose service
+  name, which is the service id (the export sets every ``<ID>_HOST`` to it).
+* ``readiness`` (a polled probe) -> ``healthcheck`` and every dependent's
+  ``depends_on: {ID: {condition: service_healthy}}``; without a mappable gate the dependency is
+  ``service_started`` (mpsv3: ready once spawned), and a ``kind: task`` one is
+  ``service_completed_successfully``. The healthcheck runs for the container's whole life, so
+  its ``interval``, ``timeout`` and ``retries`` come from ``liveness`` (never from the readiness
+  poll period); ``start_period`` is the readiness ``timeout_s``.
 * ``restart.policy`` -> ``restart``: ``always``, ``on-failure:N`` (N = ``max_retries`` - 1
   restarts, so that the service runs ``max_retries`` times, as mpsv3 does before quarantine),
-  ``no``. ``stop`` -> ``stop_signal`` + ``stop_grace_period``.
+  ``no`` (and always ``no`` for a task). ``stop`` -> ``stop_signal`` + ``stop_grace_period``.
+* ``replicas`` -> ``deploy.replicas``, ``user``/``group`` -> ``user``, ``limits.memory_mb`` ->
+  ``mem_limit``, ``profiles`` -> ``profiles``; ``enabled: false`` -> the profile ``disabled``
+  (started only when named: ``up SERVICE``), ``env_file`` -> ``env_file`` (relative to the
+  project folder, read where Compose runs).
 
 Compose interpolates ``$VAR`` in every string of the file, so each ``$`` that comes from the
 config (already interpolated by mpsv3) or from a probe command is written ``$$``.
@@ -24,94 +31,179 @@ config (already interpolated by mpsv3) or from a probe command is written ``$$``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import posixpath
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mpsv3.config.schema import Config, ExecCheck, LivenessSpec, ReadinessSpec, ServiceSpec
-from mpsv3.export.model import (
-    ExportResult,
-    Warnings,
-    dump_yaml,
-    probe_shell,
-    resolve_images,
-    service_cwd,
-    service_env,
-)
+from mpsv3.export.containerfile import CONTAINERFILE
+from mpsv3.export.containers import Container, built_image, plan_containers
+from mpsv3.export.model import ExportResult, Warnings, dump_yaml, probe_shell
 from mpsv3.policy.backoff import EXIT_HOT_RELOAD, EXIT_SELF_QUARANTINE
 
-__all__ = ["FILE_NAME", "export"]
+__all__ = ["DEFAULT_INTERVAL_S", "FILE_NAME", "export", "service_name"]
 
 TARGET = "Compose"
 FILE_NAME = "compose.yaml"
+#: The healthcheck interval of a service without liveness (Docker's own default, written out).
+DEFAULT_INTERVAL_S = 30.0
+#: The profile that keeps an ``enabled: false`` service from starting with the others.
+DISABLED_PROFILE = "disabled"
+
+
+def service_name(service_id: str) -> str:
+    """A service's Compose name (and DNS name on the Compose network): its id."""
+    return service_id
 
 
 def export(
-    config: Config, *, images: Mapping[str, str] | None = None, default_image: str | None = None
+    config: Config,
+    *,
+    images: Mapping[str, str] | None = None,
+    default_image: str | None = None,
+    host_paths: Sequence[str] = (),
+    build_context: str = ".",
 ) -> ExportResult:
-    """The ``compose.yaml`` of a stack.
+    """The ``compose.yaml`` of a stack, and the project image's build files.
 
     Args:
-        config: the validated config.
-        images: the image of a service by id (``--image ID=IMAGE``).
-        default_image: the image of every other service (``--image IMAGE``).
+        config: the validated config, loaded with ``containers.container_variables``.
+        images: images of their own by service id (``--image ID=IMAGE``).
+        default_image: the project image's name (``--image IMAGE``).
+        host_paths: host folders that must not appear in the output.
+        build_context: the project folder relative to the output folder (``build.context``).
 
     Raises:
-        ExportError: a service has no image, or an image names an unknown service.
+        ExportError: an image names an unknown service, or a host path would leak.
     """
-    image_of = resolve_images(config, images or {}, default_image)
     warn = Warnings(TARGET)
-    gated = {spec.id: _readiness_probe(spec) is not None for spec in config.services}
+    plans = plan_containers(
+        config, images=images, default_image=default_image, host_paths=host_paths, warn=warn
+    )
+    builder = next((spec.id for spec in config.services if plans[spec.id].builds), None)
     services = {
-        spec.id: _service(config, spec, image_of[spec.id], gated, warn) for spec in config.services
+        service_name(spec.id): _service(
+            config, spec, plans[spec.id], build_context, spec.id == builder, warn
+        )
+        for spec in config.services
     }
+    document: dict[str, Any] = {"services": services}
+    volumes: dict[str, Any] = {m.name: {} for plan in plans.values() for m in plan.mounts}
+    if volumes:
+        document["volumes"] = volumes
     warn.stack(
-        f"exit code {EXIT_HOT_RELOAD} (hot reload) has no equivalent in Compose; Docker treats"
-        " it as a crash"
+        f"exit code {EXIT_HOT_RELOAD} (hot reload) has no equivalent in Compose; the engine"
+        " treats it as a crash"
     )
     warn.stack(
         f"exit code {EXIT_SELF_QUARANTINE} (self-quarantine) has no equivalent in Compose;"
-        " Docker restarts it like a crash"
+        " the engine restarts it like a crash"
     )
     if config.stack.alert_cmd:
         warn.stack("alert_cmd has no equivalent in Compose; dropped")
-    header = f"# Generated by mpsv3 export compose from {config.path}; edit the config instead.\n"
-    body = dump_yaml([{"services": services}])
-    return ExportResult(files={FILE_NAME: header + body}, warnings=warn.lines)
+    header = (
+        f"# Generated by mpsv3 export compose from {config.path.name}; edit the config instead.\n"
+    )
+    return ExportResult(
+        files={FILE_NAME: header + dump_yaml([document])},
+        warnings=warn.lines,
+        project_image=built_image(plans.values()),
+    )
 
 
 def _service(
-    config: Config, spec: ServiceSpec, image: str, gated: Mapping[str, bool], warn: Warnings
+    config: Config,
+    spec: ServiceSpec,
+    plan: Container,
+    context: str,
+    builds: bool,
+    warn: Warnings,
 ) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "image": image,
-        "entrypoint": [_dollars(word) for word in spec.argv()],
-    }
-    env = service_env(config, spec)
-    if env:
-        entry["environment"] = {key: _dollars(value) for key, value in env.items()}
+    """One Compose service; ``builds`` for the one that builds the project image.
+
+    One ``build:`` only: the others name the same image, which Compose builds before it
+    starts anything (several builds of one image would run side by side).
+    """
+    entry: dict[str, Any] = {"image": plan.image}
+    if builds:
+        entry["build"] = {"context": context, "dockerfile": CONTAINERFILE}
+    if plan.command is not None:
+        entry["entrypoint"] = [_dollars(word) for word in plan.command]
+    if plan.workdir is not None:
+        entry["working_dir"] = plan.workdir
+    if spec.user is not None:
+        entry["user"] = spec.user + (f":{spec.group}" if spec.group else "")
+    if spec.env_file:
+        entry["env_file"] = _env_files(spec, context, warn)
+    if plan.env:
+        entry["environment"] = {key: _dollars(value) for key, value in plan.env.items()}
     if spec.ports:
         entry["ports"] = [f"{port}:{port}" for port in spec.ports]
+    if plan.mounts:
+        entry["volumes"] = [
+            f"{m.name}:{m.path}" + (":ro" if m.read_only else "") for m in plan.mounts
+        ]
     if spec.requires:
         entry["depends_on"] = {
-            dep: {"condition": "service_healthy" if gated[dep] else "service_started"}
+            service_name(dep): {"condition": _condition(config.stack.service(dep))}
             for dep in spec.requires
         }
     healthcheck = _healthcheck(spec, warn)
     if healthcheck is not None:
         entry["healthcheck"] = healthcheck
-    entry.update(_restart(spec, warn))
+    entry["restart"] = _restart(spec, warn)
     entry["stop_signal"] = spec.stop.signal
     entry["stop_grace_period"] = duration(spec.stop.grace_s)
-    warn.dropped(
-        spec.id, f"cwd {service_cwd(config, spec)}", "the image's working directory applies"
-    )
+    entry.update(_scale(spec, warn))
     if spec.watch is not None:
         warn.dropped(spec.id, "watch")
     return entry
 
 
+def _env_files(spec: ServiceSpec, context: str, warn: Warnings) -> list[str]:
+    files = []
+    for name in spec.env_file:
+        if name.startswith("?"):
+            warn.service(spec.id, f"env_file {name}: Compose requires the file to exist")
+            name = name[1:]
+        files.append(posixpath.normpath(posixpath.join(context, name)))
+    return files
+
+
+def _scale(spec: ServiceSpec, warn: Warnings) -> dict[str, Any]:
+    """``deploy.replicas``, ``mem_limit`` and ``profiles``."""
+    entry: dict[str, Any] = {}
+    if spec.replicas is not None:
+        entry["deploy"] = {"replicas": spec.replicas}
+        if spec.replicas > 1 and spec.ports:
+            warn.service(
+                spec.id,
+                f"{spec.replicas} replicas cannot all publish the same host port; publish"
+                " none (or put a proxy in front) before scaling",
+            )
+    if spec.limits is not None:
+        entry["mem_limit"] = f"{spec.limits.memory_mb}m"
+    profiles = list(spec.profiles)
+    if not spec.enabled:
+        profiles = profiles or [DISABLED_PROFILE]
+        if spec.profiles:
+            warn.service(
+                spec.id,
+                "enabled: false with profiles: the service starts with its profiles in Compose",
+            )
+    if profiles:
+        entry["profiles"] = profiles
+    return entry
+
+
+def _condition(dependency: ServiceSpec) -> str:
+    if dependency.kind == "task":
+        return "service_completed_successfully"
+    return "service_healthy" if _readiness_probe(dependency) is not None else "service_started"
+
+
 def _readiness_probe(spec: ServiceSpec) -> ReadinessSpec | None:
-    """The readiness gate when it is a probe Docker can run, else None."""
+    """The readiness gate when it is a probe the engine can run, else None."""
     gate = spec.readiness
     if gate is None or gate.notify or gate.log is not None:
         return None
@@ -119,43 +211,35 @@ def _readiness_probe(spec: ServiceSpec) -> ReadinessSpec | None:
 
 
 def _healthcheck(spec: ServiceSpec, warn: Warnings) -> dict[str, Any] | None:
-    """The one healthcheck of a Compose service: the readiness gate, else the liveness probe."""
-    gate = spec.readiness
-    if gate is not None and _readiness_probe(spec) is None:
+    """The one healthcheck: the readiness probe (else liveness's), timed by liveness."""
+    gate, live = spec.readiness, spec.liveness
+    ready = _readiness_probe(spec)
+    if gate is not None and ready is None:
         kind = "notify" if gate.notify else "log"
         warn.dropped(
-            spec.id,
-            f"{kind} readiness",
-            "dropped (dependents wait only for the container to start)",
+            spec.id, f"{kind} readiness", "dropped (dependents wait only for the container start)"
         )
-    live = spec.liveness
-    ready = _readiness_probe(spec)
-    if ready is not None:
-        if live is not None:
-            warn.dropped(
-                spec.id,
-                f"liveness ({live.kind()})",
-                "dropped (the healthcheck is the readiness probe; Docker does not restart an"
-                " unhealthy container)",
-            )
-        return {
-            "test": _test(ready, ready.attempt_timeout_s),
-            "interval": duration(ready.period_ms / 1000),
-            "timeout": duration(ready.attempt_timeout_s),
-            "start_period": duration(ready.timeout_s),
-        }
-    if live is None:
+    probe: ReadinessSpec | LivenessSpec | None = ready or live
+    if probe is None:
         return None
-    warn.service(
-        spec.id,
-        "liveness becomes the healthcheck, but Docker does not restart an unhealthy container",
-    )
-    return {
-        "test": _test(live, live.timeout_s),
-        "interval": duration(live.interval_s),
-        "timeout": duration(live.timeout_s),
-        "retries": live.failure_threshold,
+    if ready is not None and live is not None and live.check() != ready.check():
+        warn.service(
+            spec.id,
+            f"liveness ({live.kind()}) is not its own healthcheck in Compose; the readiness"
+            " probe is checked every liveness interval instead",
+        )
+    if live is not None:
+        warn.service(spec.id, "an unhealthy container is marked, not restarted, by the engine")
+    timeout = ready.attempt_timeout_s if ready is not None else probe.timeout_s
+    check: dict[str, Any] = {
+        "test": _test(probe, timeout),
+        "interval": duration(live.interval_s if live is not None else DEFAULT_INTERVAL_S),
+        "timeout": duration(timeout),
+        "retries": live.failure_threshold if live is not None else 3,
     }
+    if ready is not None:
+        check["start_period"] = duration(ready.timeout_s)
+    return check
 
 
 def _test(probe: ReadinessSpec | LivenessSpec, timeout_s: float) -> list[str]:
@@ -165,27 +249,35 @@ def _test(probe: ReadinessSpec | LivenessSpec, timeout_s: float) -> list[str]:
     return ["CMD-SHELL", _dollars(probe_shell(check, timeout_s))]
 
 
-def _restart(spec: ServiceSpec, warn: Warnings) -> dict[str, str]:
+def _restart(spec: ServiceSpec, warn: Warnings) -> str:
     restart = spec.restart
+    if spec.kind == "task":
+        if restart.policy != "never":
+            warn.service(
+                spec.id,
+                "a task is not retried in Compose (restart: no): its dependents need it to"
+                " complete successfully the first time",
+            )
+        return "no"
     if restart.policy == "never":
-        return {"restart": "no"}
+        return "no"
     backoff = restart.backoff
     warn.dropped(
         spec.id,
         f"restart backoff ({duration(backoff.base_ms / 1000)} x{backoff.factor:g} up to"
         f" {duration(backoff.max_ms / 1000)})",
-        "dropped (Docker doubles its own delay from 100ms)",
+        "dropped (the engine doubles its own delay from 100ms)",
     )
     if restart.policy == "always":
         warn.dropped(
             spec.id,
             f"max_retries {restart.max_retries} under policy always",
-            "dropped (Docker restarts without limit)",
+            "dropped (the engine restarts without limit)",
         )
-        return {"restart": "always"}
+        return "always"
     if restart.max_retries == 1:
-        return {"restart": "no"}  # quarantined at the first failure: never restarted
-    return {"restart": f"on-failure:{restart.max_retries - 1}"}
+        return "no"  # quarantined at the first failure: never restarted
+    return f"on-failure:{restart.max_retries - 1}"
 
 
 def duration(seconds: float) -> str:

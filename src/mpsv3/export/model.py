@@ -14,7 +14,6 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,6 @@ __all__ = [
     "dump_yaml",
     "exec_shell",
     "probe_shell",
-    "resolve_images",
     "service_cwd",
     "service_env",
     "stack_name",
@@ -51,11 +49,15 @@ class ExportResult:
 
     ``warnings`` holds one line per setting that has no equivalent in the target (or only an
     approximate one), without any prefix; the command prints each as
-    ``mpsv3 export: warning: <line>``.
+    ``mpsv3 export: warning: <line>``. ``project_image`` names the image built from the
+    project folder when a service runs it; ``project_files`` are then the build files
+    (``Containerfile``, ``.containerignore``), relative to the project folder.
     """
 
     files: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    project_image: str | None = None
+    project_files: dict[str, str] = field(default_factory=dict)
 
 
 class ExportError(MpsvError):
@@ -79,8 +81,10 @@ class Warnings:
         self.lines: list[str] = []
 
     def service(self, service_id: str, text: str) -> None:
-        """A per-service line: ``service "ID": TEXT``."""
-        self.lines.append(f'service "{service_id}": {text}')
+        """A per-service line: ``service "ID": TEXT`` (once, however often it is found)."""
+        line = f'service "{service_id}": {text}'
+        if line not in self.lines:
+            self.lines.append(line)
 
     def dropped(self, service_id: str, what: str, consequence: str = "dropped") -> None:
         """The usual line: ``service "ID": WHAT has no equivalent in TARGET; CONSEQUENCE``."""
@@ -112,30 +116,6 @@ def service_cwd(config: Config, spec: ServiceSpec) -> str:
     if os.path.isabs(spec.cwd):
         return spec.cwd
     return os.path.normpath(os.path.join(config.root, spec.cwd))
-
-
-def resolve_images(
-    config: Config, images: Mapping[str, str], default_image: str | None
-) -> dict[str, str]:
-    """The container image of every service, from ``--image ID=IMAGE`` and ``--image IMAGE``.
-
-    Raises:
-        ExportError: an ``--image`` names an unknown service, or a service has no image.
-    """
-    ids = [spec.id for spec in config.services]
-    unknown = sorted(set(images) - set(ids))
-    if unknown:
-        raise ExportError(
-            f"--image {unknown[0]}=...: no service {unknown[0]!r} in the config"
-            f" (services: {', '.join(ids)})"
-        )
-    missing = [service_id for service_id in ids if service_id not in images]
-    if missing and default_image is None:
-        raise ExportError(
-            "a host command is not a container image: give --image ID=IMAGE for "
-            f"{', '.join(missing)}, or a default with --image IMAGE"
-        )
-    return {service_id: images.get(service_id) or str(default_image) for service_id in ids}
 
 
 def probe_shell(check: TcpCheck | HttpGetCheck | RedisPingCheck, timeout_s: float) -> str:

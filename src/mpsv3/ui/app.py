@@ -106,6 +106,7 @@ class MpsvUi(App[None]):
         self.selected: str | None = None
         self.merged = False
         self._shown_ids: list[str] = []
+        self._shown_cells: dict[str, Mapping[str, str]] = {}
         self._source: LogSource | None = None
 
     # ---------------------------------------------------------------------------- layout
@@ -143,7 +144,7 @@ class MpsvUi(App[None]):
         banner = self._banner
         try:
             reply = await self._request(self.target, {"cmd": "status"}, 10.0)
-        except MpsvError as exc:
+        except (MpsvError, OSError) as exc:
             banner.update(f"{exc}; retrying every {self._refresh_s:g}s")
             banner.display = True
             return
@@ -174,14 +175,18 @@ class MpsvUi(App[None]):
             for row in rows:
                 table.add_row(*self._cells(row), key=row.id)
             self._shown_ids = ids
+            self._shown_cells = {row.id: row.cells for row in rows}
             if self.selected in ids:
                 table.move_cursor(row=ids.index(self.selected))
             elif ids:
                 self._select(ids[min(table.cursor_row, len(ids) - 1)])
             return
         for row in rows:
+            before = self._shown_cells.get(row.id, {})
             for (key, _), cell in zip(model.TABLE_COLUMNS, self._cells(row), strict=True):
-                table.update_cell(row.id, key, cell, update_width=True)
+                if before.get(key) != row.cells[key]:
+                    table.update_cell(row.id, key, cell, update_width=True)
+        self._shown_cells = {row.id: row.cells for row in rows}
 
     @staticmethod
     def _cells(row: model.Row) -> list[str | Text]:
@@ -243,7 +248,7 @@ class MpsvUi(App[None]):
         """One request; its reply (or why there is none) goes to the message line."""
         try:
             reply = await self._request(self.target, message, 30.0)
-        except MpsvError as exc:
+        except (MpsvError, OSError) as exc:
             self.show_message(f"{what}: {exc}", error=True)
             return
         text, error = model.reply_text(what, reply)

@@ -1,5 +1,6 @@
-// Live engine ticks: read the feed's address from /config.json, then follow ws_api's
-// WebSocket feed, reconnecting with a growing delay (ws_api restarts on hot reload).
+// Live engine ticks: read the feed's path from /config.json, then follow ws_api's WebSocket
+// feed as the dashboard relays it (same origin, so the page works wherever the dashboard is
+// reachable), reconnecting with a growing delay (ws_api restarts on hot reload).
 "use strict";
 
 const rows = document.getElementById("engine-rows");
@@ -69,7 +70,12 @@ function connect(url, attempt) {
   };
 }
 
+function sameOrigin(path) {
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  return scheme + location.host + path;
+}
+
 fetch("/config.json")
   .then((response) => response.json())
-  .then((config) => connect(config.ws_url, 0))
+  .then((config) => connect(sameOrigin(config.ws_path), 0))
   .catch((error) => setStatus("closed", "no config: " + error));
