@@ -217,7 +217,9 @@ class FakeSpawner:
         if bus is not None:
             bus.subscribe(self._on_event)
 
-    async def __call__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> ProcessTree:
+    async def __call__(
+        self, argv: list[str], cwd: Path, env: dict[str, str], **_options: object
+    ) -> ProcessTree:
         index = len(self.calls)
         self.calls.append(SpawnCall(list(argv), cwd, dict(env)))
         plan = self.plans[index] if index < len(self.plans) else Plan()

@@ -68,10 +68,7 @@ def file_digest(path: Path) -> str:
 
 def _runnable(config: Config) -> list[tuple[ServiceSpec, str, int | None]]:
     """(expanded spec, template id, replica) for every process the stack runs."""
-    runnable = getattr(config, "runnable", None)
-    if callable(runnable):
-        return [(item.spec, item.template, item.replica) for item in runnable()]
-    return [(spec, spec.id, None) for spec in config.services]
+    return [(item.spec, item.template, item.replica) for item in config.runnable()]
 
 
 def _service(spec: ServiceSpec, template: str, replica: int | None) -> ServicePlan:

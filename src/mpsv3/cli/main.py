@@ -6,9 +6,8 @@ Only ``main`` calls ``sys.exit``: every failure below it is an ``MpsvError`` or 
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -70,21 +69,13 @@ def up(
     quiet: bool, verbose: bool,
 ) -> None:
     """Run the stack in the foreground until Ctrl-C, SIGTERM or `mpsv3 down`."""
+    from mpsv3.cli.up_command import run_up
     from mpsv3.config.loader import parse_overrides
-    from mpsv3.engine.console import Console
-    from mpsv3.engine.supervisor import Supervisor
     from mpsv3.planner import compile_plan
 
     overrides = parse_overrides(assignments)
     plan = compile_plan(load(config_path, assignments), overrides)
-    console = None if quiet else Console(names=[s.id for s in plan.services])
-    supervisor = Supervisor(plan, only=only, profiles=profiles, console=console, verbose=verbose)
-    try:
-        code = asyncio.run(supervisor.run())
-    finally:
-        if console is not None:
-            console.close()
-    sys.exit(code)
+    sys.exit(run_up(plan, only=only, profiles=profiles, quiet=quiet, verbose=verbose))
 
 
 def _register_extensions() -> None:
@@ -100,24 +91,38 @@ def _register_extensions() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``mpsv3`` console script and ``python -m mpsv3``."""
     _register_extensions()
+    sys.exit(reported(lambda: _run(argv)))
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    main_group.main(args=list(argv) if argv is not None else None, prog_name="mpsv3", standalone_mode=False)
+    return 0
+
+
+def reported(command: Callable[[], int]) -> int:
+    """Run ``command``; a failure is printed once, as one line per problem; the exit code.
+
+    The one place that turns errors into output and exit codes (``up``'s supervisor, which
+    runs in a child of the keeper, reports through it too).
+    """
     try:
-        main_group.main(args=list(argv) if argv is not None else None, prog_name="mpsv3", standalone_mode=False)
+        return command()
     except ConfigInvalid as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
-        sys.exit(EXIT_CONFIG)
+        return EXIT_CONFIG
     except MpsvError as exc:
         click.echo(f"mpsv3: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Abort:
         click.echo("mpsv3: aborted", err=True)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except OSError as exc:  # the state dir or a log file cannot be written, and the like
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(f"mpsv3: {exc.strerror or exc}{where}", err=True)
-        sys.exit(1)
+        return 1

@@ -22,11 +22,11 @@ class PortGuard:
     Args:
         instance: the instance name (its marker identifies our leftovers).
         bus: where ``port_conflict`` and ``orphan_reclaimed`` go.
-        reclaim: stops the processes of the given pids that are ours; returns the pids stopped.
+        reclaim: stops the processes of the given pids (they carry our marker).
     """
 
     def __init__(
-        self, instance: str, bus: EventBus, reclaim: Callable[[list[int]], Awaitable[list[int]]]
+        self, instance: str, bus: EventBus, reclaim: Callable[[list[int]], Awaitable[None]]
     ) -> None:
         self._instance = instance
         self._bus = bus
@@ -38,8 +38,7 @@ class PortGuard:
             holders = await asyncio.to_thread(platform.port_holders, port)
             ours = await asyncio.to_thread(platform.marked_subset, [pid for pid, _ in holders], self._instance)
             if ours:
-                for pid in await self._reclaim(ours):
-                    self._bus.emit("orphan_reclaimed", pid=pid, why="held a declared port", found_by="marker")
+                await self._reclaim(ours)  # reports each as orphan_reclaimed
             for pid, cmdline in holders:
                 if pid in ours:
                     continue

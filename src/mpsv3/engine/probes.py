@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import time
@@ -74,11 +73,13 @@ class LogMatcher:
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        self._regex = re.compile(pattern)
+        from mpsv3.config.patterns import compile_pattern  # re2, only for a log gate
+
+        self._regex = compile_pattern(pattern)
         self.matched = False
 
     def feed(self, line: str) -> bool:
-        """Return True when ``line`` matches the pattern (``re.search``) and remember it."""
+        """Return True when ``line`` matches the pattern (RE2, linear time) and remember it."""
         if self._regex.search(line) is None:
             return False
         self.matched = True

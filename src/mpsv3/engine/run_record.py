@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mpsv3.platform import ProcessRecord
+from mpsv3.platform.dirs import write_private_file
 
 if TYPE_CHECKING:
     from mpsv3.engine.runner import ServiceRunner
@@ -33,6 +34,8 @@ class RunRecord:
         self.instance = instance
         self._scheduled = False
         self._runners: Mapping[str, ServiceRunner] = {}
+        #: The instance's cgroup: the keeper ends everything below it if we die.
+        self.cgroup_base: str | None = None
 
     def load_previous(self) -> list[ProcessRecord]:
         """Records left by a previous run (empty when none, or unreadable)."""
@@ -42,6 +45,7 @@ class RunRecord:
                 ProcessRecord(
                     service=s, pid=int(r["pid"]), pgid=r.get("pgid"), create_time=float(r["create_time"]),
                     stop_signal=str(r.get("stop_signal", "SIGTERM")), grace_s=float(r.get("grace_s", 10.0)),
+                    cgroup=r.get("cgroup") if isinstance(r.get("cgroup"), str) else None,
                 )
                 for s, r in data.get("services", {}).items()
                 if data.get("instance") == self.instance
@@ -68,15 +72,18 @@ class RunRecord:
             tree = runner.tree
             if tree is not None:
                 stop = runner.spec.stop
+                cgroup = getattr(tree, "cgroup", None)
                 services[sid] = {
                     "pid": tree.pid, "pgid": tree.pgid, "create_time": tree.create_time,
                     "stop_signal": stop.signal, "grace_s": stop.grace_s,
+                    "cgroup": str(cgroup) if cgroup is not None else None,
                 }
-        payload = {"instance": self.instance, "supervisor_pid": os.getpid(), "services": services}
-        tmp = self.path.with_suffix(".tmp")
+        payload = {
+            "instance": self.instance, "supervisor_pid": os.getpid(), "services": services,
+            "cgroups": [self.cgroup_base] if self.cgroup_base else [],
+        }
         with contextlib.suppress(OSError):
-            tmp.write_text(json.dumps(payload), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_private_file(self.path, json.dumps(payload).encode())
 
     def clear(self) -> None:
         """After a clean shutdown nothing is left to reclaim."""

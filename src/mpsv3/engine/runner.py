@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mpsv3 import platform
 from mpsv3._compat import TaskGroup
@@ -33,6 +33,7 @@ from mpsv3.engine.resources import ResourceSampler, Usage, watch_memory
 from mpsv3.engine.service_status import service_status
 from mpsv3.plan import ServicePlan
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
+from mpsv3.platform.users import account_env
 from mpsv3.policy import backoff
 from mpsv3.policy.lifecycle import Model, step
 from mpsv3.policy.messages import (
@@ -66,7 +67,13 @@ from mpsv3.policy.states import RESTING, WITH_PROCESS, State
 #: How long the pump may drain output after the whole tree has exited.
 DRAIN_AFTER_EXIT_S = 2.0
 
-Spawner = Callable[[list[str], Path, dict[str, str]], Awaitable[ProcessTree]]
+class Spawner(Protocol):
+    """``platform.spawn``'s shape (tests pass a scripted one)."""
+
+    def __call__(
+        self, argv: list[str], cwd: Path, env: dict[str, str], *,
+        user: str | None = None, group: str | None = None, cgroup: Path | None = None,
+    ) -> Awaitable[ProcessTree]: ...
 
 
 @dataclass
@@ -88,6 +95,8 @@ class RunnerContext:
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     spawn: Spawner = field(default=platform.spawn)
+    #: The cgroup a service is born in (None: no cgroups here).
+    cgroup_of: Callable[[str], Path | None] = lambda _: None
 
 
 @dataclass(frozen=True)
@@ -279,7 +288,10 @@ class ServiceRunner:
             await notify.open()
             env.update(notify.env)
         try:
-            tree = await self.ctx.spawn(list(spec.argv), Path(spec.cwd), env)
+            tree = await self.ctx.spawn(
+                list(spec.argv), Path(spec.cwd), env, user=spec.user, group=spec.group,
+                cgroup=self.ctx.cgroup_of(spec.id),
+            )
         except SpawnError as exc:
             if notify is not None:
                 notify.close()
@@ -357,8 +369,9 @@ class ServiceRunner:
         self._probes.append(self._task(loop))
 
     def environment(self) -> dict[str, str]:
-        """The service's environment (without the markers): base, then its own."""
+        """The service's environment (without the markers): base, its user's, then its own."""
         env = dict(self.ctx.base_env)
+        env.update(account_env(self.spec.user))
         env.update(self.spec.env)
         return env
 

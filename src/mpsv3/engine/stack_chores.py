@@ -38,6 +38,8 @@ class StackChores:
         self._watcher: Any = None
         self._metrics: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Leftovers this supervisor ended (``status --json``: ``supervisor.reclaimed``).
+        self.reclaimed: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------- files
 
@@ -67,23 +69,34 @@ class StackChores:
 
     async def reclaim_leftovers(self, record: RunRecord) -> None:
         """Stop what a killed previous run of this instance left, before anything starts."""
-        assert self._bus is not None
-        procs = await asyncio.to_thread(platform.find_leftovers, self._sup.plan.name, record.load_previous())
-        if procs:
-            for pid in await platform.reclaim(procs):
-                self._bus.emit("orphan_reclaimed", pid=pid, why="left by a previous run of this instance")
+        found = await asyncio.to_thread(platform.find_leftovers, self._sup.plan.name, record.load_previous())
+        await self._reclaim(found, "left by a previous run of this instance")
 
-    async def reclaim_pids(self, pids: list[int]) -> list[int]:
+    async def reclaim_pids(self, pids: list[int]) -> None:
         """Stop these processes of ours (leftovers holding a port) and what they started."""
         import psutil
 
-        procs = []
+        found = []
         for pid in pids:
             try:
-                procs.append(psutil.Process(pid))
+                found.append(platform.Leftover(psutil.Process(pid), None, "marker"))
             except psutil.Error:
                 continue
-        return await platform.reclaim(procs)
+        await self._reclaim(found, "held a declared port")
+
+    async def sweep(self) -> None:
+        """At shutdown, once every service stopped: end any process of ours still alive."""
+        found = await asyncio.to_thread(platform.stray_descendants)
+        await self._reclaim(found, "outlived its service's stop")
+
+    async def _reclaim(self, found: list[platform.Leftover], why: str) -> None:
+        if not found:
+            return
+        assert self._bus is not None
+        for item in found:
+            self.reclaimed.append({"pid": item.pid, "service": item.service, "found_by": item.found_by})
+            self._bus.emit("orphan_reclaimed", item.service, pid=item.pid, found_by=item.found_by, why=why, level="warning")
+        await platform.reclaim(found)
 
     # --------------------------------------------------------- after the first spawns
 

@@ -56,6 +56,7 @@ class Supervisor:
         console: where service output and supervisor lines are echoed; None for none.
         loader: how ``reload`` reads the config again (default: the config loader).
         verbose: the console shows every supervisor line, not the digest (``up -v``).
+        lease: the lease, already held (the keeper took it before forking us).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class Supervisor:
         console: Console | None = None,
         loader: PlanLoader | None = None,
         verbose: bool = False,
+        lease: platform.SingletonLease | None = None,
     ) -> None:
         self.plan = plan
         self.graph = DependencyGraph.from_plan(plan)
@@ -74,7 +76,9 @@ class Supervisor:
         self.profiles = tuple(profiles)
         self.console = console
         self.state_dir = Path(plan.state_dir)
-        self.lease = platform.SingletonLease(plan.name)
+        self.lease = lease or platform.SingletonLease(plan.name)
+        self._lease_held = lease is not None
+        self.containment: platform.Containment | None = None
         self.runners: dict[str, ServiceRunner] = {}
         self.started_at = time.time()
         self.bus: EventBus | None = None
@@ -105,11 +109,10 @@ class Supervisor:
     # ------------------------------------------------------------------------- lifecycle
 
     async def run(self) -> int:
-        """Acquire the lease, start everything, serve until shutdown; the exit code."""
-        if not self.lease.acquire():
-            holder = self.lease.holder_pid()
-            who = f"PID {holder}" if holder else "another process"
-            raise MpsvError(f"instance '{self.plan.name}' is already supervised by {who}", EXIT_TEMPFAIL)
+        """Acquire the lease (unless the keeper holds it for us), serve until shutdown."""
+        if self._lease_held:
+            return await self._run_leased()
+        acquire_lease(self.lease, self.plan.name)
         try:
             return await self._run_leased()
         finally:
@@ -120,8 +123,14 @@ class Supervisor:
         platform.prepare_supervisor(loop)
         self._install_signal_handlers(loop)  # before anything slow: a stop during start-up is clean
         self.bus = bus = self.chores.open_files()
-        bus.emit("lease_acquired", pid=os.getpid(), instance=self.plan.name, config=self.plan.config_path)
+        self.containment = containment = platform.Containment(self.plan.name)
+        bus.emit(
+            "lease_acquired", pid=self.up_pid, instance=self.plan.name, config=self.plan.config_path,
+            supervisor_pid=os.getpid(), containment=containment.mechanisms,
+        )
+        self._watch_keeper(loop, containment.keeper_pid)
         record = RunRecord(self.state_dir / "run" / "state.json", self.plan.name)
+        record.cgroup_base = str(containment.base) if containment.base is not None else None
         await self.chores.reclaim_leftovers(record)
         probes = ProbeRunner()
         try:
@@ -134,6 +143,7 @@ class Supervisor:
                 await self.chores.start()  # after the first spawns: nothing here may delay them
                 await self._shutdown.wait()
                 await self._stop_all()
+                await self.chores.sweep()
                 for task in self._tasks.values():
                     task.cancel()
                 await self.chores.stop()
@@ -141,11 +151,25 @@ class Supervisor:
             await probes.aclose()
             bus.emit("shutdown", pid=os.getpid())
             record.clear()
+            containment.close()
             self.chores.close_files()
         return EXIT_OK
 
+    def _watch_keeper(self, loop: asyncio.AbstractEventLoop, keeper: int | None) -> None:
+        """If the keeper dies, stop the stack in order and exit (nothing would end it later)."""
+        if keeper is None:
+            return
+
+        def lost() -> None:
+            assert self.bus is not None
+            self.bus.emit("keeper_lost", pid=keeper, level="alert")
+            self.request_shutdown()
+
+        platform.on_process_exit(loop, keeper, lost)
+
     def _context(self, bus: EventBus, probes: ProbeRunner, record: RunRecord) -> RunnerContext:
         ports = PortGuard(self.plan.name, bus, self.chores.reclaim_pids)
+        assert self.containment is not None
 
         def on_change(runner: ServiceRunner, old: Model) -> None:
             record.mark_dirty(self.runners)
@@ -155,7 +179,14 @@ class Supervisor:
             instance=self.plan.name, state_dir=self.state_dir, bus=bus, probes=probes,
             log_max_bytes=self.plan.logs_max_bytes, log_backups=self.plan.logs_backups,
             console=self.console, base_env=self.base_env(), check_ports=ports.check, on_change=on_change,
+            cgroup_of=self.containment.cgroup,
         )
+
+    @property
+    def up_pid(self) -> int:
+        """The ``mpsv3 up`` process, holder of the lease: the keeper, or this process."""
+        keeper = self.containment.keeper_pid if self.containment is not None else None
+        return keeper or os.getpid()
 
     def request_shutdown(self) -> None:
         self._shutdown.set()
@@ -302,11 +333,15 @@ class Supervisor:
         runners = [self.runners[s.id] for s in self.plan.services if s.id in self.runners]
         return {
             "supervisor": {
-                "pid": os.getpid(),
+                "pid": self.up_pid,
+                "engine_pid": os.getpid(),
                 "name": self.plan.name,
                 "config": self.plan.config_path,
                 "started_at": utc_timestamp(self.started_at),
                 "version": __version__,
+                "containment": self.containment.mechanisms if self.containment is not None else [],
+                "keeper_pid": self.containment.keeper_pid if self.containment is not None else None,
+                "reclaimed": list(self.chores.reclaimed),
                 **as_fields(own),
             },
             "services": [r.status(usage.get(r.spec.id)) for r in runners],
@@ -319,9 +354,11 @@ class Supervisor:
             runner.prepare_sample()
         sampler = self._ctx.sampler if self._ctx is not None else None
 
+        keeper = [self.containment.keeper_pid] if self.containment and self.containment.keeper_pid else []
+
         def measure() -> tuple[dict[str, Usage | None], Usage | None]:
             figures = {r.spec.id: r.sample_usage() for r in runners}
-            return figures, sampler.supervisor() if sampler is not None else None
+            return figures, sampler.supervisor(keeper) if sampler is not None else None
 
         figures, own = await asyncio.to_thread(measure)
         return self.status(figures, own)
@@ -360,6 +397,14 @@ class Supervisor:
         self.chores.services_changed()
 
 
+def acquire_lease(lease: platform.SingletonLease, name: str) -> None:
+    """Take the instance's lease, or raise the contract's exit-75 error naming the holder."""
+    if not lease.acquire():
+        holder = lease.holder_pid()
+        who = f"PID {holder}" if holder else "another process"
+        raise MpsvError(f"instance '{name}' is already supervised by {who}", EXIT_TEMPFAIL)
+
+
 def _resting(runner: ServiceRunner) -> Callable[[], bool]:
     return lambda: runner.resting
 
@@ -369,5 +414,5 @@ def _load_plan(current: StackPlan, replicas: dict[str, int]) -> StackPlan:
     from mpsv3.config.loader import load_config
     from mpsv3.planner import compile_plan
 
-    config = load_config(current.config_path, current.overrides)
+    config = load_config(current.config_path, current.overrides, replicas=replicas or None)
     return compile_plan(config, current.overrides, replicas)

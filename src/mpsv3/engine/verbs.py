@@ -12,7 +12,6 @@ Runs on the supervisor's loop.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -39,6 +38,8 @@ class Stack(Protocol):
     def bus(self) -> EventBus | None: ...
     async def snapshot(self) -> dict[str, Any]: ...
     def reload_config(self, replicas: dict[str, int] | None = None) -> dict[str, list[str]]: ...
+    @property
+    def up_pid(self) -> int: ...
     def request_shutdown(self) -> None: ...
     def background(self, chore: Coroutine[Any, Any, None]) -> None: ...
     async def wait_for(self, condition: Callable[[], bool]) -> None: ...
@@ -63,7 +64,7 @@ async def dispatch(stack: Stack, request: dict[str, Any]) -> dict[str, Any]:
             return _ok(_reload(stack))
         if verb == "down":
             stack.request_shutdown()
-            return _ok({"message": "stopping all services, then the supervisor", "pid": os.getpid()})
+            return _ok({"message": "stopping all services, then the supervisor", "pid": stack.up_pid})
     except VerbError as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": False, "error": f"unknown command {verb!r} (valid: status, {', '.join(SERVICE_VERBS)}, reload, down)"}

@@ -8,7 +8,11 @@ the runner, the supervisor and the control plane stay platform-free.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from mpsv3.platform.base import (
     ExitStatus,
@@ -18,8 +22,10 @@ from mpsv3.platform.base import (
     process_markers,
     terminate,
 )
+from mpsv3.platform.containment import Containment
 from mpsv3.platform.dirs import PrivatePathError, ensure_private_dir, open_private_file, runtime_dir
-from mpsv3.platform.scan import describe_process, find_leftovers, marked_subset, port_holders
+from mpsv3.platform.leftovers import Leftover, find_leftovers, reclaim, stray_descendants
+from mpsv3.platform.scan import describe_process, marked_subset, port_holders
 
 if sys.platform == "win32":
     from mpsv3.platform.local_ipc_windows import (
@@ -34,8 +40,8 @@ if sys.platform == "win32":
     )
     from mpsv3.platform.windows import (
         prepare_supervisor,
-        reclaim,
         spawn,
+        wait_pids_exit,
     )
     from mpsv3.platform.windows_lease import SingletonLease
 else:
@@ -51,14 +57,38 @@ else:
     )
     from mpsv3.platform.posix import (
         prepare_supervisor,
-        reclaim,
         spawn,
+        wait_pids_exit,
     )
     from mpsv3.platform.posix_lease import SingletonLease
 
+def on_process_exit(loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[[], None]) -> None:
+    """Call ``callback`` on the loop when ``pid`` exits (Linux; a no-op elsewhere, no keeper there)."""
+    if sys.platform == "linux":
+        from mpsv3.platform import linux
+
+        linux.on_process_exit(loop, pid, callback)
+
+
+def run_kept(engine: list[str], plan: bytes, lease: SingletonLease, *, state_dir: Path) -> int:
+    """Run the supervisor's process under a keeper (see ``keeper.py``); Linux only."""
+    if sys.platform != "linux":
+        raise RuntimeError("the keeper runs on Linux only (check keeper_supported())")
+    from mpsv3.platform import keeper
+
+    return keeper.run_kept(engine, plan, lease.fileno(), state_dir=state_dir)
+
+
+def keeper_supported() -> bool:
+    """Whether ``up`` runs its supervisor under a keeper here (Linux, with pidfds)."""
+    return sys.platform == "linux" and hasattr(os, "pidfd_open")
+
+
 __all__ = [
     "POINTER_NAME",
+    "Containment",
     "ExitStatus",
+    "Leftover",
     "LocalServer",
     "PrivatePathError",
     "ProcessRecord",
@@ -70,7 +100,9 @@ __all__ = [
     "describe_process",
     "ensure_private_dir",
     "find_leftovers",
+    "keeper_supported",
     "marked_subset",
+    "on_process_exit",
     "open_local_connection",
     "open_private_file",
     "peer_uid",
@@ -78,9 +110,12 @@ __all__ = [
     "prepare_supervisor",
     "process_markers",
     "reclaim",
+    "run_kept",
     "runtime_dir",
     "server_endpoint",
     "spawn",
     "start_local_server",
+    "stray_descendants",
     "terminate",
+    "wait_pids_exit",
 ]

@@ -79,6 +79,7 @@ class ProcessRecord:
     create_time: float
     stop_signal: str = "SIGTERM"
     grace_s: float = 10.0
+    cgroup: str | None = None
 
 
 class ProcessTree(Protocol):

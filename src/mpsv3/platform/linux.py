@@ -313,3 +313,19 @@ def flock_holder(path: Path) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def on_process_exit(loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[[], None]) -> None:
+    """Call ``callback`` on the loop once ``pid`` has exited (at once if it is gone already)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        loop.call_soon(callback)
+        return
+
+    def exited() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        callback()
+
+    loop.add_reader(fd, exited)

@@ -22,18 +22,18 @@ from pathlib import Path
 import psutil
 
 from mpsv3.platform.base import (
-    KILL_WAIT_S,
     ExitStatus,
     SpawnError,
     leader_identity,
 )
 from mpsv3.platform.leader import Leader, start_leader
 from mpsv3.platform.scan import is_alive, iter_marked, self_and_ancestors
+from mpsv3.platform.users import credentials
 
 assert sys.platform != "win32"
 
 if sys.platform == "linux":
-    from mpsv3.platform import linux, pidfd_leader, proctable
+    from mpsv3.platform import cgroups, linux, pidfd_leader, proctable
 
 #: Line limit of the output stream (a longer line is an error for ``readline``).
 OUTPUT_LIMIT = 1 << 20
@@ -57,15 +57,6 @@ def _pgid_of(pid: int) -> int | None:
         return os.getpgid(pid)
     except OSError:
         return None
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    members = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        if proc.info["status"] != psutil.STATUS_ZOMBIE and _pgid_of(proc.pid) == pgid:
-            members.append(proc.pid)
-    return members
 
 
 async def wait_pids_exit(pids: Iterable[int], timeout: float) -> bool:
@@ -149,12 +140,14 @@ class PosixProcessTree:
     and processes carrying this service's markers (double-forked escapees).
     """
 
-    def __init__(self, proc: Leader, env: dict[str, str]) -> None:
+    def __init__(self, proc: Leader, env: dict[str, str], cgroup: Path | None = None) -> None:
         self._proc = proc
         self.pid: int = proc.pid
         self.pgid: int | None = proc.pid
         self.output: asyncio.StreamReader = proc.output
         self.create_time, self._markers = leader_identity(proc.pid, env)
+        #: The service's cgroup (Linux, when delegated): every member, whatever it did.
+        self.cgroup = cgroup
 
     async def wait(self) -> ExitStatus:
         returncode = await self._proc.wait()
@@ -163,6 +156,14 @@ class PosixProcessTree:
         return ExitStatus.from_returncode(returncode)
 
     def alive_members(self) -> list[int]:
+        if sys.platform == "linux" and self.cgroup is not None:
+            found = set(cgroups.members(self.cgroup)) - self_and_ancestors()
+            found.update(self._found_members())
+            return sorted(found)
+        return self._found_members()
+
+    def _found_members(self) -> list[int]:
+        """Members found without a cgroup: the group and session, descendants, marked ones."""
         if sys.platform == "linux" and linux.descendants_are_ours():
             return proctable.tree_members(self.pgid, self.pid, self._proc.returncode is None, self._markers)
         excluded = self_and_ancestors()
@@ -211,6 +212,8 @@ class PosixProcessTree:
         self._signal_all(signal.SIGCONT)
 
     def kill(self) -> None:
+        if sys.platform == "linux" and self.cgroup is not None:
+            cgroups.kill(self.cgroup)
         self._signal_all(signal.SIGKILL)
 
     async def wait_gone(self, timeout: float) -> bool:
@@ -253,46 +256,67 @@ def _spawn_error(argv: list[str], exc: OSError) -> SpawnError:
     return SpawnError(f"cannot start {argv[0]!r}: {reason}")
 
 
-async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> PosixProcessTree:
+async def spawn(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    user: str | None = None,
+    group: str | None = None,
+    cgroup: Path | None = None,
+) -> PosixProcessTree:
     """Start ``argv`` as the leader of a new session, output merged into one pipe.
 
-    Linux: the leader gets SIGKILL if the supervisor dies (parent-death signal); call this
-    from the event loop's (main) thread.
+    Args:
+        argv, cwd, env: what to run, where, with what environment.
+        user, group: switch to this user (and group; default the user's, with its
+            supplementary groups) in the child before exec; needs root.
+        cgroup: Linux: the service's cgroup; the child is born in it.
+
+    Linux: the leader gets SIGKILL if the supervisor dies (parent-death signal, set after
+    the user switch so that it holds); call this from the event loop's (main) thread.
 
     Raises:
-        SpawnError: the program cannot be executed (missing, not executable, bad cwd).
+        SpawnError: the program cannot be executed (missing, not executable, bad cwd,
+            unknown user).
     """
     if not argv:
         raise SpawnError("cannot start an empty command")
-    preexec: Callable[[], None] | None = None
-    command = argv
-    if sys.platform == "linux":
-        wrapper = linux.pdeathsig_wrapper()
-        if wrapper is not None:
-            # Exec through setpriv rather than a preexec_fn: a preexec_fn forces a full
-            # fork of the supervisor (2.5 ms) where the wrapper lets subprocess vfork (under
-            # 1 ms). The wrapper reports a missing program only after the fork, so check first.
-            _check_executable(argv, cwd, env)
-            command = [*wrapper, *argv]
-        else:
-            preexec = linux.pdeathsig_preexec(os.getpid())
+    identity = credentials(user, group) if user or group else {}
+    command, preexec = _launch_command(argv, cwd, env)
     start: Callable[..., Awaitable[Leader]] = start_leader
     if sys.platform == "linux" and linux.pidfd_supported():
         start = pidfd_leader.start_pidfd_leader
     try:
-        proc = await start(
-            command,
-            OUTPUT_LIMIT,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
+        with _born_in(cgroup):
+            proc = await start(
+                command, OUTPUT_LIMIT, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec, **identity
+            )
     except OSError as exc:
         raise _spawn_error(argv, exc) from exc
     if sys.platform == "linux":
         linux.register_child(proc.pid)
-    return PosixProcessTree(proc, env)
+    return PosixProcessTree(proc, env, cgroup)
+
+
+def _born_in(cgroup: Path | None) -> contextlib.AbstractContextManager[None]:
+    if sys.platform == "linux":
+        return cgroups.born_in(cgroup)
+    return contextlib.nullcontext()
+
+
+def _launch_command(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[list[str], Callable[[], None] | None]:
+    """The argv to exec and the ``preexec_fn``: Linux sets the parent-death signal."""
+    if sys.platform != "linux":
+        return argv, None
+    wrapper = linux.pdeathsig_wrapper()
+    if wrapper is None:
+        return argv, linux.pdeathsig_preexec(os.getpid())
+    # Exec through setpriv rather than a preexec_fn: a preexec_fn forces a full fork of the
+    # supervisor (2.5 ms) where the wrapper lets subprocess vfork (under 1 ms). The wrapper
+    # reports a missing program only after the fork, so check first.
+    _check_executable(argv, cwd, env)
+    return [*wrapper, *argv], None
 
 
 def prepare_supervisor(loop: asyncio.AbstractEventLoop) -> None:
@@ -301,47 +325,3 @@ def prepare_supervisor(loop: asyncio.AbstractEventLoop) -> None:
         linux.prepare_supervisor(loop)
 
 
-async def reclaim(procs: list[psutil.Process], grace_s: float = 3.0) -> list[int]:
-    """Stop leftovers of an earlier run: SIGTERM (to their groups too), wait, SIGKILL.
-
-    Descendants and group members of each process are included. psutil's ``send_signal``
-    checks the start time again, so a pid reused meanwhile is not hit.
-
-    Returns:
-        Every pid that was signalled, sorted.
-    """
-    targets: dict[int, psutil.Process] = {}
-    leaders: set[int] = set()
-    excluded = self_and_ancestors()
-    for proc in procs:
-        if proc.pid in excluded or not is_alive(proc):
-            continue
-        targets[proc.pid] = proc
-        with contextlib.suppress(psutil.Error):
-            for child in proc.children(recursive=True):
-                targets.setdefault(child.pid, child)
-        if _pgid_of(proc.pid) == proc.pid:
-            leaders.add(proc.pid)
-            for pid in group_members(proc.pid):
-                if pid not in excluded:
-                    try:
-                        targets.setdefault(pid, psutil.Process(pid))
-                    except psutil.Error:
-                        continue
-
-    def send(signum: signal.Signals) -> None:
-        for pid in leaders:
-            if is_alive(targets[pid]):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signum)
-        for proc in targets.values():
-            try:
-                proc.send_signal(signum)
-            except psutil.Error:
-                continue
-
-    send(signal.SIGTERM)
-    if not await wait_pids_exit(targets, grace_s):
-        send(signal.SIGKILL)
-        await wait_pids_exit([p.pid for p in targets.values() if is_alive(p)], KILL_WAIT_S)
-    return sorted(targets)

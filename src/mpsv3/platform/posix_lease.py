@@ -55,6 +55,25 @@ class SingletonLease:
         self.name = name
         self.path = runtime_dir_path() / f"{lease_file_name(name)}.lock"
         self._fd: int | None = None
+        self._shared = False
+
+    @classmethod
+    def inherited(cls, name: str, fd: int) -> SingletonLease:
+        """The lease held through ``fd``, inherited from the keeper that took it.
+
+        Both hold the same lock (one open file description); releasing this copy only closes
+        it, so the lease stays held until the keeper, too, is done.
+        """
+        lease = cls(name)
+        os.set_inheritable(fd, False)
+        lease._fd, lease._shared = fd, True
+        return lease
+
+    def fileno(self) -> int:
+        """The locked descriptor, to hand to the supervisor's process (``inherited``)."""
+        if self._fd is None:
+            raise ValueError("the lease is not held")
+        return self._fd
 
     def acquire(self) -> bool:
         """Take the lease without blocking; True if we hold it now.
@@ -114,6 +133,9 @@ class SingletonLease:
         """Give the lease up (idempotent); the file stays, emptied."""
         fd, self._fd = self._fd, None
         if fd is None:
+            return
+        if self._shared:
+            os.close(fd)  # the keeper's copy keeps the lock
             return
         try:
             os.ftruncate(fd, 0)

@@ -16,10 +16,8 @@ from typing import Any, Protocol
 import psutil
 
 from mpsv3.platform.base import (
-    CREATE_TIME_TOLERANCE_S,
     INSTANCE_MARKER,
     SERVICE_MARKER,
-    ProcessRecord,
 )
 
 #: Longest command line shown in messages such as "held by PID 6924 (python x.py)".
@@ -122,70 +120,6 @@ def _candidates(instance: str) -> Iterator[psutil.Process]:
         if needle in data:
             with contextlib.suppress(psutil.Error):
                 yield psutil.Process(int(name))
-
-
-def _recorded_leader_is_ours(proc: psutil.Process, instance: str) -> bool:
-    """A recorded leader (pid and start time already match) that is ours.
-
-    Its marker must say so; but some programs overwrite their environment block to set
-    their process title (redis-server does), leaving ``/proc/<pid>/environ`` empty. Such a
-    process, recorded by our previous run with this exact start time, is still ours: a
-    stranger would need the same pid *and* the same start time.
-    """
-    try:
-        environ = proc.environ()
-    except psutil.Error:
-        return False
-    return environ.get(INSTANCE_MARKER) == instance or not environ
-
-
-def _matches_record(proc: psutil.Process, record: ProcessRecord) -> bool:
-    try:
-        return abs(proc.create_time() - record.create_time) <= CREATE_TIME_TOLERANCE_S
-    except psutil.Error:
-        return False
-
-
-def find_leftovers(instance: str, records: list[ProcessRecord]) -> list[psutil.Process]:
-    """Processes left by an earlier run of ``instance``; never a stranger's process.
-
-    A recorded leader counts only if a process with its pid exists, started at the
-    recorded time (so the pid was not reused) and carries ``MPSV3_INSTANCE == instance``.
-    A marked process that nobody of ours parents (its parent is gone, init, or another
-    subreaper, which may well be an ancestor of ours) counts too: that is how
-    double-forked survivors are found. The caller and its ancestors are never returned;
-    the caller's own children are its live services, not leftovers.
-
-    Args:
-        instance: the instance name (the lease name).
-        records: the leaders of the previous run, from its runtime state file.
-
-    Returns:
-        The leftovers, each once, records first.
-    """
-    excluded = self_and_ancestors()
-    found: dict[int, psutil.Process] = {}
-    for record in records:
-        if record.pid in excluded:
-            continue
-        try:
-            proc = psutil.Process(record.pid)
-        except psutil.Error:
-            continue
-        if is_alive(proc) and _matches_record(proc, record) and _recorded_leader_is_ours(proc, instance):
-            found[proc.pid] = proc
-    marked = {proc.pid: proc for proc in iter_marked(instance)}
-    for pid, proc in marked.items():
-        if pid in found:
-            continue
-        try:
-            ppid = proc.ppid()
-        except psutil.Error:
-            continue
-        if ppid in marked or ppid == os.getpid():
-            continue
-        found[pid] = proc
-    return list(found.values())
 
 
 def port_holders(port: int) -> list[tuple[int, str]]:

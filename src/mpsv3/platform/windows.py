@@ -134,14 +134,26 @@ class WindowsProcessTree:
             await wait_pids_exit(members, remaining)
 
 
-async def spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> WindowsProcessTree:
+async def spawn(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    user: str | None = None,
+    group: str | None = None,
+    cgroup: Path | None = None,
+) -> WindowsProcessTree:
     """Start ``argv`` suspended in a new process group, put it in a new job, resume it.
+
+    ``user``/``group`` are refused (no switch on Windows); ``cgroup`` does not apply.
 
     Raises:
         SpawnError: the program cannot be executed, or the job cannot be set up.
     """
     if not argv:
         raise SpawnError("cannot start an empty command")
+    if user is not None or group is not None:
+        raise SpawnError("cannot start as another user: user: and group: work on POSIX systems only")
     try:
         job = create_kill_on_close_job()
     except OSError as exc:
@@ -175,26 +187,3 @@ def prepare_supervisor(loop: asyncio.AbstractEventLoop) -> None:
         raise RuntimeError("mpsv3 needs asyncio's ProactorEventLoop on Windows")
 
 
-async def reclaim(procs: list[psutil.Process], grace_s: float = 3.0) -> list[int]:
-    """Terminate leftovers of an earlier run and their descendants.
-
-    A leftover of a dead supervisor is in no console of ours, so CTRL_BREAK cannot reach
-    it; TerminateProcess is the only stop. ``grace_s`` bounds the wait for them to vanish.
-
-    Returns:
-        Every pid that was terminated, sorted.
-    """
-    excluded = self_and_ancestors()
-    targets: dict[int, psutil.Process] = {}
-    for proc in procs:
-        if proc.pid in excluded or not is_alive(proc):
-            continue
-        with contextlib.suppress(psutil.Error):
-            for child in proc.children(recursive=True):
-                targets.setdefault(child.pid, child)
-        targets[proc.pid] = proc
-    for proc in targets.values():
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    await wait_pids_exit(list(targets), grace_s)
-    return sorted(targets)

@@ -1,0 +1,81 @@
+"""``mpsv3 up``: the lease, the keeper, and the supervisor's process.
+
+Why apart from the CLI's argument parsing: what runs where matters here. This process (the
+one the operator started, and what ``ps`` and systemd see) takes the lease; on Linux it then
+becomes the keeper: it starts the supervisor as a fresh process (``python -m mpsv3.engine``,
+handed the compiled plan through a pipe and the lease's descriptor), holds the lease until
+everything of the stack is gone, and exits with the supervisor's code
+(``platform/keeper.py``). Elsewhere the supervisor runs in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mpsv3 import platform
+from mpsv3.errors import ConfigError, ConfigInvalid
+from mpsv3.plan import StackPlan, to_json
+
+#: Set to run without a keeper (the supervisor is then the process ``up`` started).
+NO_KEEPER_ENV = "MPSV3_NO_KEEPER"
+
+
+def run_up(plan: StackPlan, *, only: Sequence[str], profiles: Sequence[str], quiet: bool, verbose: bool) -> int:
+    """Supervise ``plan`` in the foreground; the exit code of ``up``."""
+    from mpsv3.engine.supervisor import Supervisor, acquire_lease
+
+    check_accounts(plan)
+    Supervisor(plan, only=only, profiles=profiles)  # refuses a bad --only before anything starts
+    lease = platform.SingletonLease(plan.name)
+    acquire_lease(lease, plan.name)
+    try:
+        if platform.keeper_supported() and not os.environ.get(NO_KEEPER_ENV):
+            return _kept(plan, lease, only=only, profiles=profiles, quiet=quiet, verbose=verbose)
+        return _in_process(plan, lease, only=only, profiles=profiles, quiet=quiet, verbose=verbose)
+    finally:
+        lease.release()
+
+
+def _kept(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequence[str], profiles: Sequence[str],
+          quiet: bool, verbose: bool) -> int:
+    """Linux: this process becomes the keeper of a fresh supervisor process (``mpsv3.engine``)."""
+    options = [f"--only={sid}" for sid in only] + [f"--profile={name}" for name in profiles]
+    options += ["--quiet"] * quiet + ["--verbose"] * verbose
+    engine = [sys.executable, "-m", "mpsv3.engine", *options]
+    return platform.run_kept(engine, to_json(plan).encode("utf-8"), lease, state_dir=Path(plan.state_dir))
+
+
+def _in_process(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequence[str], profiles: Sequence[str],
+                quiet: bool, verbose: bool) -> int:
+    """Elsewhere: the supervisor runs in this process."""
+    from mpsv3.engine.console import Console
+    from mpsv3.engine.supervisor import Supervisor
+
+    console = None if quiet else Console(names=[s.id for s in plan.services])
+    try:
+        supervisor = Supervisor(plan, only=only, profiles=profiles, console=console, verbose=verbose, lease=lease)
+        return asyncio.run(supervisor.run())
+    finally:
+        if console is not None:
+            console.close()
+
+
+def check_accounts(plan: StackPlan) -> None:
+    """``user:``/``group:`` that this supervisor cannot switch to: one error per service (exit 78)."""
+    from mpsv3.platform.base import SpawnError
+    from mpsv3.platform.users import credentials
+
+    problems = []
+    for spec in plan.services:
+        if spec.user is None and spec.group is None:
+            continue
+        try:
+            credentials(spec.user, spec.group)
+        except SpawnError as exc:
+            problems.append(ConfigError(plan.config_path, 0, f'service "{spec.id}": {exc}'))
+    if problems:
+        raise ConfigInvalid(problems)
