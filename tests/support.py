@@ -41,14 +41,23 @@ class Stack:
     def write_config(self, config: str) -> None:
         self.config_path.write_text(textwrap.dedent(config).lstrip())
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, new_session: bool = False) -> subprocess.Popen[bytes]:
+        """``mpsv3 up``; with ``new_session`` in a process group of its own (to kill it whole)."""
         with open(self.console, "ab") as out:
             self.process = subprocess.Popen(
                 [*MPSV3, "up", "-c", str(self.config_path), *args],
                 cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, start_new_session=new_session,
             )
         return self.process
+
+    def kill_group(self) -> None:
+        """SIGKILL ``up``'s whole process group (keeper and supervisor at once); needs ``new_session``."""
+        proc = self.process
+        assert proc is not None
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self.process = None
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -496,6 +496,7 @@ services:
 
 #: The fields the production-stack contract added to every status entry.
 FIGURES = {"cpu_percent": 1.5, "cpu_seconds": 12.25, "rss_bytes": 10485760}
+KEEPER = {"engine_pid": 4243, "containment": ["cgroup", "keeper"], "keeper_pid": 4242, "reclaimed": []}
 SERVICE_FIELDS = {"kind": "service", "replica": None, "enabled": True}
 
 
@@ -517,6 +518,7 @@ class FakeSupervisor:
                 "started_at": "2026-11-24T17:08:00.123Z",
                 "version": "0.1.0",
                 **FIGURES,
+                **KEEPER,
             },
             "services": [
                 {

@@ -245,23 +245,23 @@ def test_killed_supervisor_leaves_no_process_and_next_up_reclaims(
           - id: sneaky
             cmd: {py(daemon)}
     """)
-    sup = stack.start()
+    # Killing `up` leaves nothing (the keeper ends what the services left). To leave the
+    # double-forked daemon behind, kill the keeper and the supervisor at once.
+    stack.start(new_session=True)
     stack.wait_state("sneaky", "ready")
     stack.wait_state("plain", "ready")
     time.sleep(0.5)  # let the daemon finish forking
     name = stack.status()["supervisor"]["name"]
     marked = [p for p in psutil.process_iter() if _instance_of(p) == name]
     plain_pid = stack.service("plain")["pid"]
-    os.kill(sup.pid, signal.SIGKILL)
-    sup.wait()
-    stack.process = None
+    stack.kill_group()
     time.sleep(2)
     assert (
         not psutil.pid_exists(plain_pid)
         or psutil.Process(plain_pid).status() == psutil.STATUS_ZOMBIE
     )
     survivors = [p for p in marked if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert len(survivors) == 1, "the double-forked daemon survives its supervisor's SIGKILL"
+    assert len(survivors) == 1, "the double-forked daemon survives keeper and supervisor killed at once"
     before = len(stack.events())
     stack.start()
     event = stack.wait_event(lambda e: e["event"] == "orphan_reclaimed", after=before)

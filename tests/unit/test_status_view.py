@@ -83,7 +83,10 @@ STATUS: dict[str, Any] = {
 def with_figures(status: dict[str, Any]) -> dict[str, Any]:
     """The same status with the lead's new fields (kind, cpu, memory) filled in."""
     status = copy.deepcopy(status)
-    status["supervisor"].update(cpu_percent=0.4, cpu_seconds=3.5, rss_bytes=38_000_000)
+    status["supervisor"].update(
+        cpu_percent=0.4, cpu_seconds=3.5, rss_bytes=38_000_000, engine_pid=4243, containment=["keeper"],
+        keeper_pid=4242, reclaimed=[],
+    )
     for service in status["services"]:
         service.update(kind="service", replica=None, enabled=True, cpu_percent=None, cpu_seconds=None, rss_bytes=None)
     status["services"][0].update(cpu_percent=12.34, rss_bytes=512 * 1024 * 1024)

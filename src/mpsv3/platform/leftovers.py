@@ -9,8 +9,9 @@ anything starts, or they keep the ports. Each leftover is found by the strongest
 - ``record``: a recorded leader, same pid and start time, with our marker or an empty
   environment (redis-server and nginx rewrite theirs to set a process title);
 - ``group``: a live member of a recorded process group or session, started after the recorded
-  leader; unless that group's leader is alive with another start time, which would mean the
-  number was reused (the kernel keeps a group number in use while any member lives);
+  leader, even without a marker (nginx workers rewrite their environment), when the group is
+  provably ours: its leader is dead (the kernel keeps a group number in use while any member
+  lives) or is the recorded leader itself;
 - ``marker``: a process carrying this instance's ``MPSV3_INSTANCE`` that nobody of ours parents.
 
 They are stopped with the one stop routine (``base.terminate``): each service's recorded stop
@@ -61,17 +62,17 @@ class Leftover:
 
 def find_leftovers(instance: str, records: Iterable[ProcessRecord]) -> list[Leftover]:
     """Every live process of an earlier run of ``instance`` (see the module docstring)."""
-    excluded = self_and_ancestors() | _our_descendants()
+    excluded = self_and_ancestors()
     found: dict[int, Leftover] = {}
     records = list(records)
     for record in records:
-        for leftover in (*_in_cgroup(record), *_leader(record, instance), *_in_group(record)):
+        for leftover in (*_in_cgroup(record), *_leader(record, instance), *_in_group(record, instance)):
             if leftover.pid not in excluded:
                 found.setdefault(leftover.pid, leftover)
     by_service = {r.service: r for r in records}
     marked = {proc.pid: proc for proc in iter_marked(instance)}
     for proc in marked.values():
-        if proc.pid in found or proc.pid in excluded or _parent(proc) in (marked.keys() | excluded):
+        if proc.pid in found or proc.pid in excluded or _parent(proc) in (marked.keys() | {os.getpid()}):
             continue
         service = markers_of(proc)[1]
         known = by_service.get(service or "")
@@ -106,15 +107,21 @@ def _leader(record: ProcessRecord, instance: str) -> list[Leftover]:
     return []
 
 
-def _in_group(record: ProcessRecord) -> list[Leftover]:
-    """Live members of the recorded group or session, unless its number was reused."""
+def _in_group(record: ProcessRecord, instance: str) -> list[Leftover]:
+    """Live members of the recorded group or session, when the group is provably ours.
+
+    It is when its leader is dead (the kernel keeps a group number in use while any member
+    lives, so the members are the recorded leader's), or alive and ours by ``_leader``'s
+    rule. A leader alive with another start time, or without our marker, means the number
+    is not ours: nothing in it is touched.
+    """
     pgid = record.pgid
     if pgid is None or sys.platform == "win32":
         return []
     with contextlib.suppress(psutil.Error):
         leader = psutil.Process(pgid)
-        if is_alive(leader) and not _started_at(leader, record.create_time):
-            return []  # a new process holds the number: the group is not ours
+        if is_alive(leader) and not (_started_at(leader, record.create_time) and _carries_ours(leader, instance)):
+            return []
     found = []
     for proc in psutil.process_iter(["pid", "create_time"]):
         with contextlib.suppress(psutil.Error, OSError):
@@ -149,12 +156,6 @@ def _parent(proc: psutil.Process) -> int | None:
         return None
 
 
-def _our_descendants() -> set[int]:
-    with contextlib.suppress(psutil.Error):
-        return {child.pid for child in psutil.Process().children(recursive=True)}
-    return set()
-
-
 def stray_descendants() -> list[Leftover]:
     """Our own descendants still alive (after every service stopped: a stray of ours)."""
     found = []
@@ -184,6 +185,8 @@ class LeftoverTree:
         self.create_time = 0.0
         self.output = asyncio.StreamReader()
         self.output.feed_eof()
+        #: Every pid that was sent a signal.
+        self.signalled: set[int] = set()
 
     def _live(self) -> list[psutil.Process]:
         for proc in list(self._procs.values()):
@@ -208,6 +211,7 @@ class LeftoverTree:
         for proc in self._live():
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signum)
+                self.signalled.add(proc.pid)
 
     def signal_leader(self, signame: str) -> None:
         self.send_signal(signame)
@@ -225,6 +229,7 @@ class LeftoverTree:
         for proc in self._live():
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+                self.signalled.add(proc.pid)
 
     async def wait(self) -> ExitStatus:
         while self._live():
@@ -246,7 +251,7 @@ class LeftoverTree:
             await wait_pids_exit(members, remaining)
 
 
-async def reclaim(leftovers: list[Leftover], grace_s: float | None = None) -> list[Leftover]:
+async def reclaim(leftovers: list[Leftover], grace_s: float | None = None) -> list[int]:
     """Stop every leftover, service by service in parallel, with its own signal and grace.
 
     Args:
@@ -254,15 +259,14 @@ async def reclaim(leftovers: list[Leftover], grace_s: float | None = None) -> li
         grace_s: overrides every service's grace (tests).
 
     Returns:
-        The leftovers that were signalled.
+        Every pid that was signalled (what the leftovers had started included), sorted.
     """
     by_service: dict[str | None, list[Leftover]] = {}
     for item in leftovers:
         by_service.setdefault(item.service, []).append(item)
-    stops = []
-    for items in by_service.values():
-        tree = LeftoverTree(items)
-        grace = items[0].grace_s if grace_s is None else grace_s
-        stops.append(terminate(tree, items[0].stop_signal, grace))
-    await asyncio.gather(*stops)
-    return leftovers
+    trees = [LeftoverTree(items) for items in by_service.values()]
+    await asyncio.gather(*(
+        terminate(tree, items[0].stop_signal, items[0].grace_s if grace_s is None else grace_s)
+        for tree, items in zip(trees, by_service.values(), strict=True)
+    ))
+    return sorted(set().union(*(tree.signalled for tree in trees)))
