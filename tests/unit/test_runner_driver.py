@@ -1,6 +1,6 @@
 """The runner as a driver: effects become actions, outcomes come back as events.
 
-The decisions are ``test_lifecycle.py``'s; here the real ``ServiceRunner`` runs on a real loop
+The decisions are ``test_lifecycle_table.py``'s; here the real ``ServiceRunner`` runs on a real loop
 against scripted process trees (``tests/fakes.py``), to check that what the lifecycle asks is
 done: a spawn with the right environment, the stop routine with the service's own signal
 (and SIGCONT), a log gate fed from the first line, a backoff timer, output in the log file.

@@ -91,7 +91,9 @@ def _register_extensions() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``mpsv3`` console script and ``python -m mpsv3``."""
     _register_extensions()
-    sys.exit(reported(lambda: _run(argv)))
+    code = reported(lambda: _run(argv))
+    if code:
+        sys.exit(code)
 
 
 def _run(argv: Sequence[str] | None) -> int:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 #: Set by the keeper in the supervisor's environment: the keeper's PID.
 KEEPER_ENV = "MPSV3_KEEPER_PID"
+#: ``MPSV3_CGROUPS=0``: do not use cgroups even where they are available (tests, or a host
+#: whose cgroup tree another manager owns).
+CGROUPS_ENV = "MPSV3_CGROUPS"
 
 
 class Containment:
@@ -21,7 +24,7 @@ class Containment:
 
     def __init__(self, instance: str) -> None:
         self._cgroups = None
-        if sys.platform == "linux":
+        if sys.platform == "linux" and os.environ.get(CGROUPS_ENV, "1") != "0":
             from mpsv3.platform.cgroups import InstanceCgroups
 
             self._cgroups = InstanceCgroups(instance)
