@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from mpsv3 import platform
-from mpsv3.errors import ConfigError, ConfigInvalid
+from mpsv3.errors import EXIT_TEMPFAIL, ConfigError, ConfigInvalid, MpsvError
 from mpsv3.plan import StackPlan, to_json
+
+#: How long a new ``up`` waits for a supervisor that is stopping its stack (keeper lost).
+STOPPING_WAIT_S = 120.0
 
 #: Set to run without a keeper (the supervisor is then the process ``up`` started).
 NO_KEEPER_ENV = "MPSV3_NO_KEEPER"
@@ -26,7 +30,7 @@ NO_KEEPER_ENV = "MPSV3_NO_KEEPER"
 
 def run_up(plan: StackPlan, *, only: Sequence[str], profiles: Sequence[str], quiet: bool, verbose: bool) -> int:
     """Supervise ``plan`` in the foreground; the exit code of ``up``."""
-    from mpsv3.engine.supervisor import Supervisor, acquire_lease
+    from mpsv3.engine.supervisor import Supervisor
 
     check_accounts(plan)
     Supervisor(plan, only=only, profiles=profiles)  # refuses a bad --only before anything starts
@@ -62,6 +66,27 @@ def _in_process(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequen
     finally:
         if console is not None:
             console.close()
+
+
+def acquire_lease(lease: platform.SingletonLease, name: str, wait_s: float = STOPPING_WAIT_S) -> None:
+    """Take the instance's lease, or raise the contract's exit-75 error naming the holder.
+
+    A holder that is stopping its stack (its keeper was killed) is waited for, up to
+    ``wait_s``: it will be gone in its services' grace time, and starting beside it would
+    only fight it for the same processes and ports.
+    """
+    deadline = time.monotonic() + wait_s
+    said = False
+    while not lease.acquire():
+        holder = lease.holder_pid()
+        if lease.holder_stopping() and time.monotonic() < deadline:
+            if not said:
+                sys.stderr.write(f"mpsv3: waiting for the previous supervisor (PID {holder}) to stop its services\n")
+                said = True
+            time.sleep(0.1)  # a command waiting for a lock, not the supervisor's loop
+            continue
+        who = f"PID {holder}" if holder else "another process"
+        raise MpsvError(f"instance '{name}' is already supervised by {who}", EXIT_TEMPFAIL)
 
 
 def check_accounts(plan: StackPlan) -> None:

@@ -163,6 +163,7 @@ class Supervisor:
         def lost() -> None:
             assert self.bus is not None
             self.bus.emit("keeper_lost", pid=keeper, level="alert")
+            self.lease.mark_stopping()
             self.request_shutdown()
 
         platform.on_process_exit(loop, keeper, lost)
@@ -398,7 +399,7 @@ class Supervisor:
 
 
 def acquire_lease(lease: platform.SingletonLease, name: str) -> None:
-    """Take the instance's lease, or raise the contract's exit-75 error naming the holder."""
+    """Take the instance's lease now, or raise the contract's exit-75 error naming the holder."""
     if not lease.acquire():
         holder = lease.holder_pid()
         who = f"PID {holder}" if holder else "another process"

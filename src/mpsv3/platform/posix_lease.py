@@ -129,6 +129,28 @@ class SingletonLease:
         finally:
             os.close(fd)
 
+    def mark_stopping(self) -> None:
+        """Say in the lease file that the holder is stopping its stack (its keeper is gone).
+
+        A new ``up`` then waits for the lease instead of exiting 75 at once
+        (:meth:`holder_stopping`).
+        """
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+                os.pwrite(self._fd, f"{os.getpid()} stopping\n".encode(), 0)
+
+    def holder_stopping(self) -> bool:
+        """The holder said it is stopping (the lease will be free once its stack is down)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            return _ours(os.fstat(fd)) and b"stopping" in os.pread(fd, 64, 0)
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         """Give the lease up (idempotent); the file stays, emptied."""
         fd, self._fd = self._fd, None

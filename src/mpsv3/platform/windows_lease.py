@@ -61,6 +61,12 @@ class SingletonLease:
             return False
         raise error
 
+    def mark_stopping(self) -> None:
+        """No keeper on Windows: a holder never stops on its behalf (nothing to say)."""
+
+    def holder_stopping(self) -> bool:
+        return False
+
     def holder_pid(self) -> int | None:
         """Who holds the lease: us, else the live PID in the side file, else None."""
         if self._handle is not None:
