@@ -25,7 +25,8 @@ from fakes import (
 )
 from mpsv3._compat import timeout
 from mpsv3.engine.events import Event, EventBus
-from mpsv3.engine.runner import RunnerContext, ServiceRunner
+from mpsv3.engine.runner import ServiceRunner
+from mpsv3.engine.runner_context import RunnerContext
 from mpsv3.plan import (
     BackoffPlan,
     CheckPlan,

@@ -28,6 +28,7 @@ import httpx
 from mpsv3._compat import timeout
 from mpsv3.engine.notify import NotifySocket
 from mpsv3.plan import CheckPlan
+from mpsv3.platform.pressure import is_exhaustion
 
 __all__ = [
     "POLLED_KINDS",
@@ -53,11 +54,14 @@ class ProbeResult:
         reason: ``""`` when ok; otherwise one line saying why, e.g. ``"connection refused"``,
             ``"HTTP 503"``, ``"timed out after 2.0s"``, ``"exit 3"``.
         elapsed_ms: Wall time the attempt took.
+        inconclusive: the attempt could not be made for the supervisor's own reasons (out of
+            file descriptors or memory): it says nothing about the service.
     """
 
     ok: bool
     reason: str
     elapsed_ms: float
+    inconclusive: bool = False
 
 
 class _CheckFailed(Exception):
@@ -132,6 +136,8 @@ class ProbeRunner:
         except httpx.HTTPError as exc:
             return _result(started, _http_error_reason(exc))
         except OSError as exc:
+            if is_exhaustion(exc):
+                return ProbeResult(False, f"not probed: {_os_error_reason(exc)}", 0.0, inconclusive=True)
             return _result(started, _os_error_reason(exc))
         return _result(started, "")
 
@@ -218,6 +224,8 @@ async def _check_exec(check: CheckPlan, *, cwd: Path, env: Mapping[str, str]) ->
             start_new_session=True,
         )
     except OSError as exc:
+        if is_exhaustion(exc):
+            raise
         raise _CheckFailed(f"cannot run {check.cmd[0]!r}: {_os_error_reason(exc)}") from None
     try:
         code = await proc.wait()

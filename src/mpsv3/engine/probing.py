@@ -77,7 +77,8 @@ async def liveness_loop(
     while True:
         await asyncio.sleep(spec.interval_s)
         result = await probes.check(check, spec.timeout_s, cwd=cwd, env=env)
-        post(LivenessResult(result.ok, check.kind, result.reason))
+        if not result.inconclusive:  # our own shortage never counts against the service
+            post(LivenessResult(result.ok, check.kind, result.reason))
 
 
 def attach_log_gate(pump: OutputPump, pattern: str) -> asyncio.Event:

@@ -32,6 +32,9 @@ class OutputPump:
         self._console = console
         #: Called with each decoded line while set (the ``log`` readiness probe sets it).
         self.line_listener: Callable[[str], None] | None = None
+        #: Bytes the log file could not take (ENOSPC...), and who hears of each failure.
+        self.unwritten = 0
+        self.on_error: Callable[[OSError], None] | None = None
 
     async def run(self, reader: asyncio.StreamReader) -> None:
         """Until end of file; the last partial line is written with a newline added."""
@@ -54,7 +57,12 @@ class OutputPump:
             self._emit(pending + b"\n")
 
     def _emit(self, lines: bytes) -> None:
-        self._log.write(lines)
+        try:
+            self._log.write(lines)
+        except OSError as exc:  # a full disk: the service must go on, the console still shows it
+            self.unwritten += len(lines)
+            if self.on_error is not None:
+                self.on_error(exc)
         if self._console is not None:
             self._console.write_lines(self._name, lines)
         listener = self.line_listener

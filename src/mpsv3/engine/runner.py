@@ -13,26 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from mpsv3 import platform
 from mpsv3._compat import TaskGroup
-from mpsv3.engine.console import Console
-from mpsv3.engine.events import EventBus
+from mpsv3.engine.guarded_tasks import GuardedTasks
 from mpsv3.engine.logfile import RotatingLog
 from mpsv3.engine.notify import NotifySocket
-from mpsv3.engine.probes import ProbeRunner
 from mpsv3.engine.probing import attach_log_gate, liveness_loop, readiness_gate
 from mpsv3.engine.pump import OutputPump
-from mpsv3.engine.resources import ResourceSampler, Usage, watch_memory
+from mpsv3.engine.resources import Usage, watch_memory
+from mpsv3.engine.runner_context import LastExit, RunnerContext
 from mpsv3.engine.service_status import service_status
 from mpsv3.plan import ServicePlan
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
+from mpsv3.platform.pressure import is_exhaustion
 from mpsv3.platform.users import account_env
 from mpsv3.policy import backoff
 from mpsv3.policy.lifecycle import Model, step
@@ -67,44 +65,6 @@ from mpsv3.policy.states import RESTING, WITH_PROCESS, State
 #: How long the pump may drain output after the whole tree has exited.
 DRAIN_AFTER_EXIT_S = 2.0
 
-class Spawner(Protocol):
-    """``platform.spawn``'s shape (tests pass a scripted one)."""
-
-    def __call__(
-        self, argv: list[str], cwd: Path, env: dict[str, str], *,
-        user: str | None = None, group: str | None = None, cgroup: Path | None = None,
-    ) -> Awaitable[ProcessTree]: ...
-
-
-@dataclass
-class RunnerContext:
-    """What every runner of one supervisor shares. Built by the supervisor."""
-
-    instance: str
-    state_dir: Path
-    bus: EventBus
-    probes: ProbeRunner
-    log_max_bytes: int
-    log_backups: int
-    console: Console | None
-    base_env: dict[str, str]
-    check_ports: Callable[[ServicePlan], Awaitable[str | None]]
-    #: The one channel to the supervisor: called after every event that changed the model.
-    on_change: Callable[[ServiceRunner, Model], None]
-    sampler: ResourceSampler = field(default_factory=ResourceSampler)
-    clock: Callable[[], float] = time.monotonic
-    wall_clock: Callable[[], float] = time.time
-    spawn: Spawner = field(default=platform.spawn)
-    #: The cgroup a service is born in (None: no cgroups here).
-    cgroup_of: Callable[[str], Path | None] = lambda _: None
-
-
-@dataclass(frozen=True)
-class LastExit:
-    code: int | None
-    signal: str | None
-    at: float  # wall clock
-
 
 class ServiceRunner:
     """Drives one service until the supervisor cancels ``run``.
@@ -136,6 +96,7 @@ class ServiceRunner:
         self._spawned_at = 0.0
         self._memory_task: asyncio.Task[None] | None = None
         self._members: list[int] | None = None
+        self._tasks = GuardedTasks(ctx.report, spec.id)
 
     # --------------------------------------------------------------- commands (any task)
 
@@ -225,11 +186,12 @@ class ServiceRunner:
             self.ctx.bus.emit(effect.name, self.spec.id, **effect.fields)
         elif isinstance(effect, CheckPorts):
             if self.spec.ports:
-                self._task(self._check_ports())
+                self._task(self._check_ports(), "ports", on_error=self._retry_later(self._check_ports))
             else:
                 self.post(PortsChecked(None))
         elif isinstance(effect, Spawn):
-            self._task(self._spawn(effect.attempt))
+            attempt = effect.attempt
+            self._task(self._spawn(attempt), "spawn", on_error=self._spawn_failed(attempt))
         elif isinstance(effect, StartGate):
             self._start_gate()
         elif isinstance(effect, StartLiveness):
@@ -249,9 +211,25 @@ class ServiceRunner:
         elif isinstance(effect, CancelBackoff):
             self._cancel_timer()
 
-    def _task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        assert self._group is not None, "the runner is not running"
-        return self._group.create_task(coro)
+    def _task(
+        self, coro: Coroutine[Any, Any, None], kind: str = "task",
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> asyncio.Task[None]:
+        return self._tasks.start(coro, kind, on_error)
+
+    def _retry_later(self, action: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[BaseException], None]:
+        return self._tasks.retry_later(action)
+
+    def _spawn_failed(self, attempt: int) -> Callable[[BaseException], None]:
+        """A spawn that raised: our shortage is retried; anything else fails this start."""
+
+        def failed(exc: BaseException) -> None:
+            if is_exhaustion(exc):
+                self._retry_later(lambda: self._spawn(attempt))(exc)
+            else:
+                self.post(SpawnFailed(f"cannot start {self.spec.argv[0]!r}: {type(exc).__name__}: {exc}"))
+
+        return failed
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -262,7 +240,7 @@ class ServiceRunner:
         """Own the runner's tasks until cancelled; a tree still alive then is stopped."""
         try:
             async with TaskGroup() as group:
-                self._group = group
+                self._group = self._tasks.group = group
                 self._drain()
                 await self._closed.wait()
         finally:
@@ -300,6 +278,7 @@ class ServiceRunner:
         self.tree, self._notify, self._leader_gone = tree, notify, False
         self._spawned_at = self.ctx.clock()
         self._pump = pump = OutputPump(spec.id, self._log, self.ctx.console)
+        pump.on_error = lambda exc: self.ctx.report(f"log:{exc.errno}", exc, spec.id)
         self.post(Spawned(tree.pid, tree.pgid, attempt))  # StartGate attaches a log listener
         pump_task = self._task(pump.run(tree.output))
         self._task(self._watch_exit(tree, pump_task))
@@ -324,7 +303,17 @@ class ServiceRunner:
         tree = self.tree
         if tree is None or self._stop_task is not None:
             return  # already stopping, or the leader's exit is being handled
-        self._stop_task = self._task(self._stop_tree(tree, signame, grace_s))
+        self._stop_task = self._task(self._stop_tree(tree, signame, grace_s), "stop", on_error=self._force_stop(tree))
+
+    def _force_stop(self, tree: ProcessTree) -> Callable[[BaseException], None]:
+        """The stop routine itself failed: kill the tree and go on as if it had stopped."""
+
+        def forced(_: BaseException) -> None:
+            with contextlib.suppress(Exception):
+                tree.kill()
+            self._finish(tree, ExitStatus(code=None, signal="SIGKILL"), None, stopped=True)
+
+        return forced
 
     async def _stop_tree(self, tree: ProcessTree, signame: str, grace_s: float) -> None:
         status = await platform.terminate(tree, signame, grace_s)

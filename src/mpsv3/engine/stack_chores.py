@@ -115,11 +115,22 @@ class StackChores:
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.stop)  # its HTTP thread takes a poll tick to end
 
-    def background(self, coro: Any) -> None:
-        """A chore task in the supervisor's task group, cancelled at shutdown."""
-        task = self._sup.spawn_task(coro)
+    def background(self, coro: Any, kind: str = "chore") -> None:
+        """A chore task in the supervisor's task group, cancelled at shutdown.
+
+        Its exception is reported and ends only the chore: never the supervisor.
+        """
+        task = self._sup.spawn_task(self._guarded(coro, kind))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, coro: Any, kind: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._sup.trouble.report(f"{kind}:{type(exc).__name__}", exc)
 
     async def _start_control(self) -> None:
         from mpsv3.control.protocol import InstanceRef, socket_path
@@ -161,7 +172,7 @@ class StackChores:
             Path(self._sup.plan.root), table, excluded_dirs=[self._sup.state_dir],
             on_change=on_change, on_problem=on_problem,
         )
-        self.background(self._watcher.run())
+        self.background(self._watcher.run(), "watcher")
         bus.emit("watcher_started", services=sorted(table))
 
     def _start_metrics(self) -> None:

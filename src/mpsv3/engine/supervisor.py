@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import signal
 import sys
@@ -28,8 +29,10 @@ from mpsv3.engine.ports import PortGuard
 from mpsv3.engine.probes import ProbeRunner
 from mpsv3.engine.resources import Usage, as_fields
 from mpsv3.engine.run_record import RunRecord
-from mpsv3.engine.runner import RunnerContext, ServiceRunner
+from mpsv3.engine.runner import ServiceRunner
+from mpsv3.engine.runner_context import RunnerContext
 from mpsv3.engine.stack_chores import StackChores
+from mpsv3.engine.trouble import Trouble
 from mpsv3.errors import EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, MpsvError
 from mpsv3.plan import ServicePlan, StackPlan
 from mpsv3.policy.gate import gate
@@ -123,6 +126,9 @@ class Supervisor:
         platform.prepare_supervisor(loop)
         self._install_signal_handlers(loop)  # before anything slow: a stop during start-up is clean
         self.bus = bus = self.chores.open_files()
+        self.trouble = trouble = Trouble(bus)
+        loop.set_exception_handler(trouble.loop_handler)
+        logging.getLogger("mpsv3").addHandler(trouble.logging_handler())
         self.containment = containment = platform.Containment(self.plan.name)
         bus.emit(
             "lease_acquired", pid=self.up_pid, instance=self.plan.name, config=self.plan.config_path,
@@ -180,7 +186,7 @@ class Supervisor:
             instance=self.plan.name, state_dir=self.state_dir, bus=bus, probes=probes,
             log_max_bytes=self.plan.logs_max_bytes, log_backups=self.plan.logs_backups,
             console=self.console, base_env=self.base_env(), check_ports=ports.check, on_change=on_change,
-            cgroup_of=self.containment.cgroup,
+            cgroup_of=self.containment.cgroup, report=self.trouble.report,
         )
 
     @property
