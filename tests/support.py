@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -134,6 +135,17 @@ def redis_server_binary() -> Path | None:
 def redis_argv(binary: Path, port: int) -> list[str]:
     """A throw-away redis-server on 127.0.0.1:``port`` that writes nothing to disk."""
     return [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
+#: The length of a log file's line stamp: ``2026-12-01T15:04:05.123Z `` (the contract's format).
+STAMP_LEN = 25
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+
+
+def unstamped(line: str) -> str:
+    """A service log line without its stamp (asserting it has one)."""
+    assert STAMP.match(line), f"log line without a stamp: {line!r}"
+    return line[STAMP_LEN:]
 
 
 def free_port() -> int:

@@ -334,7 +334,8 @@ def test_all_seven_services_reach_ready_through_their_probes(mind_stack: MindSta
 
     # The two probes not visible on the network: the log line and the notify message.
     watcher_log = (stack.state_dir / "logs" / "conversation_watcher.log").read_text()
-    assert re.search(r"^watching ", watcher_log, re.MULTILINE), watcher_log
+    # Every log line starts with its stamp (2026-12-01T15:04:05.123Z), then the service's text.
+    assert re.search(r"^\S+Z watching ", watcher_log, re.MULTILINE), watcher_log
     orchestrator_log = (stack.state_dir / "logs" / "autonomy_orchestrator.log").read_text()
     assert "deciding every" in orchestrator_log, orchestrator_log
     ping = httpx.get(stack.url("WS_PORT", "/api/ping"), timeout=5)

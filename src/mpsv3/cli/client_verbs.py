@@ -61,7 +61,7 @@ def locate(config_path: Path, assignments: Sequence[str]) -> Target:
         )
         return loose
     return Target(
-        config.name, Path(config.state_dir), config.path, tuple(s.id for s in config.services)
+        config.name, Path(config.state_dir), config.path, tuple(item.spec.id for item in config.runnable())
     )
 
 
@@ -155,55 +155,6 @@ def status(config_path: Path, assignments: tuple[str, ...], as_json: bool, watch
     sys.stdout.write(render_status(result, time.time(), width=output_width(sys.stdout), wide=wide, colour=colour))
 
 
-# ---------------------------------------------------------------------------------- logs
-
-
-@click.command()
-@click.argument("service_id", metavar="ID")
-@_config_option
-@_set_option
-@click.option(
-    "-f", "--follow", is_flag=True, help="Keep printing new lines (across rotation and restarts)."
-)
-@click.option(
-    "-n",
-    "--lines",
-    "count",
-    default=100,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="How many lines to show first.",
-)
-def logs(
-    config_path: Path, assignments: tuple[str, ...], service_id: str, follow: bool, count: int
-) -> None:
-    """Print the end of a service's log (no running supervisor needed)."""
-    from mpsv3.cli.logview import LogFollower, log_path, tail_lines
-
-    target = locate(config_path, assignments)
-    if service_id not in target.service_ids:
-        valid = ", ".join(target.service_ids) or "none"
-        raise MpsvError(f"unknown service {service_id!r} (valid: {valid})")
-    path = log_path(target.state_dir, service_id)
-    try:
-        if not follow:
-            if not path.exists() and not path.with_name(path.name + ".1").exists():
-                raise MpsvError(f"no log for {service_id!r} yet ({path})")
-            for line in tail_lines(path, count):
-                click.echo(line)
-            return
-        with LogFollower(path) as follower:
-            for line in follower.tail(count):
-                click.echo(line)
-            for line in follower.follow():
-                click.echo(line)
-    except KeyboardInterrupt:
-        return
-    except BrokenPipeError:  # `mpsv3 logs x | head`: the reader left, that is fine
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-
-
 # ------------------------------------------------------------------- one-service verbs
 
 
@@ -231,6 +182,29 @@ start = _service_verb(
     "start", "Start a stopped, exited or quarantined service (and what it requires)."
 )
 release = _service_verb("release", "Release a quarantined service: it starts again.")
+
+
+@click.command(name="signal")
+@click.argument("service_id", metavar="ID")
+@click.argument("signame", metavar="SIGNAL")
+@click.option("--group", is_flag=True, help="Signal the whole process group, not only the main process.")
+@_config_option
+@_set_option
+def signal_(config_path: Path, assignments: tuple[str, ...], service_id: str, signame: str, group: bool) -> None:
+    """Send SIGNAL (HUP, USR1, SIGTERM ...) to a service's main process (or its group)."""
+    result = _ask(locate(config_path, assignments), {"cmd": "signal", "id": service_id, "signal": signame, "group": group})
+    click.echo(_message(result))
+
+
+@click.command()
+@click.argument("service_id", metavar="ID")
+@click.argument("replicas", metavar="N", type=click.IntRange(min=1))
+@_config_option
+@_set_option
+def scale(config_path: Path, assignments: tuple[str, ...], service_id: str, replicas: int) -> None:
+    """Run N replicas of a service with ``replicas:`` (until the supervisor restarts)."""
+    result = _ask(locate(config_path, assignments), {"cmd": "scale", "id": service_id, "replicas": replicas})
+    click.echo(_message(result))
 
 
 # ------------------------------------------------------------------------- reload, down
@@ -313,5 +287,7 @@ def _exits_within(process: Any, timeout_s: float | None) -> bool:
 
 def register(group: click.Group) -> None:
     """Add the client verbs to the ``mpsv3`` group."""
-    for command in (status, logs, restart, stop, start, release, reload, down):
+    from mpsv3.cli.logs_command import logs
+
+    for command in (status, logs, restart, stop, start, release, signal_, scale, reload, down):
         group.add_command(command)

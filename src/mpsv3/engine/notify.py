@@ -22,6 +22,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from mpsv3.platform.dirs import fresh_dir_for, give_to
+
 __all__ = ["MAX_SOCKET_PATH_BYTES", "NotifySocket", "parse_notify_message", "socket_path_for"]
 
 #: Longest socket path used as is; longer ones fall back to a short temp path.
@@ -69,9 +71,12 @@ class NotifySocket:
             ``socket_path_for`` for the fallback. The bound path is ``self.path``.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, owner: tuple[int, int] | None = None) -> None:
         self.requested_path = path
-        self.path = socket_path_for(path)
+        self.owner = owner
+        # A service that runs as another user cannot reach our private run/ folder: its
+        # socket goes to a folder of its own, 0700 and owned by that user.
+        self.path = socket_path_for(path) if owner is None else _owned_socket_path(path)
         self.status: str | None = None
         self.mainpid: int | None = None
         self._ready = asyncio.Event()
@@ -98,7 +103,9 @@ class NotifySocket:
         family = getattr(socket, "AF_UNIX", None)
         if family is None:
             raise OSError("notify readiness needs AF_UNIX sockets, which this platform lacks")
-        if self.path == self.requested_path:
+        if self.owner is not None:
+            self._private_dir = fresh_dir_for(self.path.parent, self.owner)
+        elif self.path == self.requested_path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
             self._private_dir = _private_dir(self.path.parent)
@@ -106,6 +113,8 @@ class NotifySocket:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.bind(str(self.path))
+            if self.owner is not None:
+                give_to(self.path, self.owner)
             sock.setblocking(False)
             loop = asyncio.get_running_loop()
             transport, _ = await loop.create_datagram_endpoint(
@@ -148,6 +157,12 @@ class NotifySocket:
             self.mainpid = int(fields["MAINPID"])
         if fields.get("READY") == "1":
             self._ready.set()
+
+
+def _owned_socket_path(requested: Path) -> Path:
+    """``<tempdir>/mpsv3-notify-<hash>/notify``: outside our private ``run/`` folder."""
+    digest = hashlib.sha256(os.fsencode(requested)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mpsv3-notify-{digest}" / "notify"
 
 
 def _private_dir(folder: Path) -> Path:

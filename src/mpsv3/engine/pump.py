@@ -1,7 +1,8 @@
 """Copies a service's output into its log file, the console and a line listener.
 
 Why chunks, not lines: a service that floods its output must never be slowed by us, and no
-line may be lost or cut. The pump reads the pipe in large chunks and writes whole lines to the
+line may be lost or cut. Every line gets the time it was read, in the contract's format, in
+the log file and on the console. The pump reads the pipe in large chunks and writes whole lines to the
 log file at once (the remainder waits for its newline). One pump per running process; owned by
 the service's runner.
 """
@@ -9,12 +10,24 @@ the service's runner.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from mpsv3.engine.console import Console
+from mpsv3.engine.events import utc_timestamp
 from mpsv3.engine.logfile import RotatingLog
 
 CHUNK = 256 * 1024
+
+
+def stamp_lines(lines: bytes, now: float) -> bytes:
+    """Prefix every line of ``lines`` (whole lines, ending in a newline) with ``now``'s stamp.
+
+    ``2026-12-01T15:04:05.123Z <line>``: the time the supervisor read it, shared by every line
+    of one read (one ``replace`` in C, so a flood costs little).
+    """
+    stamp = utc_timestamp(now).encode() + b" "
+    return stamp + lines[:-1].replace(b"\n", b"\n" + stamp) + b"\n"
 
 
 class OutputPump:
@@ -26,8 +39,11 @@ class OutputPump:
         console: the shared console, or None when the console is off.
     """
 
-    def __init__(self, name: str, log: RotatingLog, console: Console | None) -> None:
+    def __init__(
+        self, name: str, log: RotatingLog, console: Console | None, clock: Callable[[], float] = time.time
+    ) -> None:
         self._name = name
+        self._clock = clock
         self._log = log
         self._console = console
         #: Called with each decoded line while set (the ``log`` readiness probe sets it).
@@ -57,6 +73,11 @@ class OutputPump:
             self._emit(pending + b"\n")
 
     def _emit(self, lines: bytes) -> None:
+        listener = self.line_listener
+        if listener is not None:
+            for line in lines.decode("utf-8", "replace").splitlines():
+                listener(line)
+        lines = stamp_lines(lines, self._clock())
         try:
             self._log.write(lines)
         except OSError as exc:  # a full disk: the service must go on, the console still shows it
@@ -65,7 +86,3 @@ class OutputPump:
                 self.on_error(exc)
         if self._console is not None:
             self._console.write_lines(self._name, lines)
-        listener = self.line_listener
-        if listener is not None:
-            for line in lines.decode("utf-8", "replace").splitlines():
-                listener(line)

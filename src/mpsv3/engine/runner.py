@@ -31,7 +31,7 @@ from mpsv3.engine.service_status import service_status
 from mpsv3.plan import ServicePlan
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
 from mpsv3.platform.pressure import is_exhaustion
-from mpsv3.platform.users import account_env
+from mpsv3.platform.users import account_env, account_ids
 from mpsv3.policy import backoff
 from mpsv3.policy.lifecycle import Model, step
 from mpsv3.policy.messages import (
@@ -262,7 +262,8 @@ class ServiceRunner:
         env.update(platform.process_markers(self.ctx.instance, spec.id))
         notify = None
         if spec.readiness is not None and spec.readiness.check.kind == "notify":
-            notify = NotifySocket(self.ctx.state_dir / "run" / f"{spec.id}.notify")
+            owner = account_ids(spec.user, spec.group) if spec.user or spec.group else None
+            notify = NotifySocket(self.ctx.state_dir / "run" / f"{spec.id}.notify", owner)
             await notify.open()
             env.update(notify.env)
         try:

@@ -277,3 +277,33 @@ _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 def lease_file_name(name: str) -> str:
     """A file- and mutex-name-safe, collision-free form of an instance name (``%XX``)."""
     return _UNSAFE_NAME_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
+
+
+def give_to(path: Path, owner: tuple[int, int]) -> None:
+    """Make ``path`` belong to ``owner`` (uid, gid); nothing on Windows (no uids)."""
+    if sys.platform != "win32":
+        os.chown(path, *owner)
+
+
+def fresh_dir_for(folder: Path, owner: tuple[int, int]) -> Path:
+    """A new 0700 folder belonging to ``owner``: for a socket a service of that user must reach.
+
+    A stale one of ours or of ``owner`` is removed first; anything else at that name (another
+    user's folder, a symlink) is refused.
+
+    Raises:
+        OSError: the name is taken by something that is not ours.
+    """
+    if sys.platform == "win32":
+        folder.mkdir(exist_ok=True)
+        return folder
+    with contextlib.suppress(FileNotFoundError):
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (owner[0], os.geteuid()):
+            raise OSError(f"{folder} exists and is not a folder of ours or of uid {owner[0]}")
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
+    folder.mkdir(mode=0o700)
+    os.chown(folder, *owner)
+    return folder

@@ -74,3 +74,17 @@ def account_env(user: str | None) -> dict[str, str]:
     except KeyError:
         return {}
     return {"HOME": entry.pw_dir, "USER": entry.pw_name, "LOGNAME": entry.pw_name, "SHELL": entry.pw_shell}
+
+
+def account_ids(user: str | None, group: str | None) -> tuple[int, int]:
+    """(uid, gid) a service runs as (ours for what is not switched).
+
+    Raises:
+        SpawnError: the user or group does not exist.
+    """
+    import os
+
+    if sys.platform == "win32":
+        raise SpawnError("user: and group: work on POSIX systems only")
+    keywords = credentials(user, group)
+    return int(keywords.get("user", os.geteuid())), int(keywords.get("group", os.getegid()))
