@@ -124,7 +124,8 @@ def logs(config_path: Path, assignments: tuple[str, ...], service_ids: tuple[str
     if count is None:
         count = None if cut is not None else 100
     try:
-        if len(ids) == 1 and not any(p.exists() or p.with_name(p.name + ".1").exists() for p in paths.values()):
+        missing = not any(p.exists() or p.with_name(p.name + ".1").exists() for p in paths.values())
+        if len(ids) == 1 and missing and not follow_:
             raise MpsvError(f"no log for {ids[0]!r} yet ({paths[ids[0]]})")
         read = whole_log if cut is not None else (lambda path: tail_lines(path, count or 0))
         for line in merged({sid: read(path) for sid, path in paths.items()}, count, cut):
