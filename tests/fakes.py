@@ -254,7 +254,7 @@ class FakeProbeRunner(ProbeRunner):
     def __init__(
         self, readiness: Iterable[bool | str] = (), liveness: Iterable[bool | str] = ()
     ) -> None:
-        # No HTTP client: nothing here talks to the network.
+        super().__init__()  # nothing here talks to the network
         self._readiness: deque[bool | str] = deque(readiness)
         self._liveness: deque[bool | str] = deque(liveness)
         self.checks: list[str] = []

@@ -153,8 +153,10 @@ class StackPlan:
     alert_cmd: tuple[str, ...] | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
-    #: sha256 of the config file's bytes, to tell when the file differs from what runs.
+    #: sha256 of the config file's bytes, and its (size, mtime_ns): to tell when the file
+    #: differs from what runs.
     digest: str = ""
+    config_stat: tuple[int, ...] = (0, 0)
     #: ``--set`` values, kept for ``reload``; runtime replica counts (``mpsv3 scale``).
     overrides: dict[str, str] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mpsv3.config.schema import Config, LivenessSpec, ReadinessSpec, ServiceSpec
+from mpsv3.control.instances import config_stat
 from mpsv3.plan import (
     BackoffPlan,
     CheckPlan,
@@ -53,6 +54,7 @@ def compile_plan(
         metrics_host=metrics.host if metrics is not None else "127.0.0.1",
         metrics_port=metrics.port if metrics is not None else None,
         digest=file_digest(config.path),
+        config_stat=config_stat(config.path),
         overrides=dict(overrides or {}),
         replicas=dict(replicas or {}),
     )

@@ -129,10 +129,25 @@ def test_event_driven_kinds_are_not_polled(tmp_path: Path) -> None:
             asyncio.run(run_check(check_plan(spec), 1.0, cwd=tmp_path, env={}))
 
 
-def test_probe_runner_closes_its_client() -> None:
-    async def scenario() -> bool:
+def test_probe_runner_closes_its_kept_connections(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int]:
+        server = await asyncio.start_server(_answer_200, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
         runner = ProbeRunner()
+        spec = check_plan(ReadinessSpec.model_validate({"http_get": {"url": f"http://127.0.0.1:{port}/"}}))
+        result = await runner.check(spec, 5.0, cwd=tmp_path, env={})
+        kept = runner.idle_connections()
         await runner.aclose()
-        return runner._client.is_closed
+        server.close()
+        assert result.ok
+        return kept, runner.idle_connections()
 
-    assert asyncio.run(scenario())
+    assert asyncio.run(scenario()) == (1, 0)
+
+
+async def _answer_200(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+    await reader.read()
+    writer.close()

@@ -8,10 +8,8 @@ printed once by ``cli.main`` with their exit codes (3 when no supervisor runs).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -39,14 +37,26 @@ class Target:
 def locate(config_path: Path, assignments: Sequence[str]) -> Target:
     """Find the instance of a config file.
 
-    A config that no longer validates (being edited while its supervisor runs) still names
-    its instance when ``name`` and ``state_dir`` are plain; the client then warns and goes on,
-    so that ``status``, ``stop`` or ``reload`` keep working on the running supervisor.
+    First in the index of running instances (no parsing at all: fast, and it works while the
+    file on disk does not validate; a warning says when the file changed since it was
+    loaded). Else from the file: a config that no longer validates still names its instance
+    when ``name`` and ``state_dir`` are plain; the client then warns and goes on.
 
     Raises:
         ConfigInvalid: the config is invalid and does not even name its instance.
     """
-    from mpsv3.config.loader import load_config, parse_overrides
+    from mpsv3.config.interpolate import parse_overrides
+    from mpsv3.control.instances import find
+
+    indexed = find(config_path, parse_overrides(assignments))
+    if indexed is not None:
+        if indexed.file_changed():
+            click.echo(
+                f"mpsv3: note: {config_path} changed since instance '{indexed.name}' loaded it "
+                "(`mpsv3 reload` applies it)", err=True,
+            )
+        return Target(indexed.name, indexed.state_dir, indexed.path, indexed.service_ids)
+    from mpsv3.config.loader import load_config
 
     try:
         config = load_config(config_path, parse_overrides(assignments))
@@ -66,36 +76,20 @@ def locate(config_path: Path, assignments: Sequence[str]) -> Target:
 
 
 def _loose_target(config_path: Path) -> Target | None:
-    """Name, state dir and service ids of a config that fails validation, when plain enough.
+    """Name, state dir and service ids of a config that fails validation, when plain enough."""
+    from mpsv3.config.instance import locate_instance
 
-    Resolves them as the loader does (``name`` defaults to the folder's name, ``state_dir``
-    is relative to the file); gives up on anything interpolated.
-    """
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    found = locate_instance(config_path)
+    if found is None:
         return None
-    if not isinstance(data, dict):
-        return None
-    path = Path(os.path.abspath(config_path))
-    name = data.get("name") or re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name) or "mpsv3"
-    state_dir = data.get("state_dir", ".mpsv3")
-    if not isinstance(name, str) or not isinstance(state_dir, str) or "$" in name + state_dir:
-        return None
-    services = data.get("services")
-    ids = tuple(
-        s["id"] for s in services or [] if isinstance(s, dict) and isinstance(s.get("id"), str)
-    )
-    return Target(name, Path(os.path.normpath(path.parent / state_dir)), path, ids)
+    return Target(found.name, found.state_dir, found.path, found.service_ids)
 
 
 def _ask(target: Target, message: dict[str, Any], timeout_s: float = 30.0) -> Any:
     """One request; the ``result`` of an ok reply, else ``MpsvError`` with the supervisor's error."""
-    from mpsv3.control.client import request
+    from mpsv3.control.sync_client import request_sync
 
-    reply = asyncio.run(request(target, message, timeout_s))
+    reply = request_sync(target, message, timeout_s)
     if not reply["ok"]:
         raise MpsvError(str(reply.get("error") or "the supervisor refused the request"))
     return reply.get("result")
@@ -215,10 +209,10 @@ def scale(config_path: Path, assignments: tuple[str, ...], service_id: str, repl
 @_set_option
 def reload(config_path: Path, assignments: tuple[str, ...]) -> None:
     """Re-read the config and apply the difference (an invalid config changes nothing)."""
-    from mpsv3.control.client import request
+    from mpsv3.control.sync_client import request_sync
 
     target = locate(config_path, assignments)
-    reply = asyncio.run(request(target, {"cmd": "reload"}))
+    reply = request_sync(target, {"cmd": "reload"})
     if not reply["ok"]:
         raise MpsvError(str(reply.get("error") or "reload rejected"), EXIT_CONFIG)
     result = reply.get("result") or {}

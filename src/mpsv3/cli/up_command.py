@@ -50,7 +50,8 @@ def _kept(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequence[str
     options = [f"--only={sid}" for sid in only] + [f"--profile={name}" for name in profiles]
     options += ["--quiet"] * quiet + ["--verbose"] * verbose
     engine = [sys.executable, "-m", "mpsv3.engine", *options]
-    return platform.run_kept(engine, to_json(plan).encode("utf-8"), lease, state_dir=Path(plan.state_dir))
+    shown = ["up", "-c", plan.config_path]
+    return platform.run_kept(engine, to_json(plan).encode("utf-8"), lease, state_dir=Path(plan.state_dir), shown=shown)
 
 
 def _in_process(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequence[str], profiles: Sequence[str],

@@ -22,7 +22,7 @@ billion laughs made of variables).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: What a variable name may look like (the POSIX shell's rule).
@@ -329,3 +329,22 @@ class DocumentInterpolator:
             for n, item in enumerate(node):
                 node[n] = self.walk(item, (*path, n), variables)
         return node
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """Turn ``--set VAR=VALUE`` arguments into variables (a later one wins).
+
+    Here, not in the loader: client commands parse ``--set`` without loading anything else.
+
+    Raises:
+        MpsvError: an argument is not ``NAME=VALUE`` with a valid variable name (exit 2).
+    """
+    from mpsv3.errors import EXIT_USAGE, MpsvError
+
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not VAR_NAME.fullmatch(name):
+            raise MpsvError(f"--set {pair!r}: expected VAR=VALUE, VAR made of letters, digits and _", EXIT_USAGE)
+        result[name] = value
+    return result

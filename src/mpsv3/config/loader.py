@@ -16,7 +16,7 @@ import contextlib
 import gc
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,18 @@ from mpsv3.config.document import (
     read_bounded,
     size_text,
 )
-from mpsv3.config.interpolate import VAR_NAME, Budget, DocumentInterpolator
+from mpsv3.config.interpolate import (
+    Budget,
+    DocumentInterpolator,
+    parse_overrides,
+)
 from mpsv3.config.replicas import ReplicaExpander, replica_sources
 from mpsv3.config.resolve import Resolver
 from mpsv3.config.rules import nul_problems
 from mpsv3.config.schema import REPLICA_VARIABLE, Config, Provenance, StackSpec
 from mpsv3.config.schema_text import schema_errors
 from mpsv3.config.source import Path_, Source
-from mpsv3.errors import EXIT_USAGE, ConfigError, ConfigInvalid, MpsvError
+from mpsv3.errors import ConfigError, ConfigInvalid
 
 __all__ = ["builtin_variables", "load_config", "load_config_text", "parse_overrides", "read_config"]
 
@@ -171,24 +175,6 @@ def builtin_variables(data: dict[str, Any], path: Path | str) -> dict[str, str]:
     if isinstance(state_dir, str) and "$" not in state_dir and "\0" not in state_dir:
         variables["MPSV3_STATE_DIR"] = os.path.normpath(root / state_dir)
     return variables
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
-    """Turn ``--set VAR=VALUE`` arguments into variables (a later one wins).
-
-    Raises:
-        MpsvError: an argument is not ``NAME=VALUE`` with a valid variable name (exit 2).
-    """
-    result: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not VAR_NAME.fullmatch(name):
-            raise MpsvError(
-                f"--set {pair!r}: expected VAR=VALUE, VAR made of letters, digits and _",
-                EXIT_USAGE,
-            )
-        result[name] = value
-    return result
 
 
 _HINTS = {

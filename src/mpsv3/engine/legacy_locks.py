@@ -14,11 +14,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import psutil
-
+from mpsv3._lazy import lazy_module
 from mpsv3.platform import describe_process
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    psutil = lazy_module("psutil")
 
 __all__ = ["LegacyLockVerdict", "clean_legacy_locks", "judge_legacy_lock"]
 

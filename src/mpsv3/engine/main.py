@@ -12,12 +12,12 @@ Not a command for people: ``mpsv3 up`` builds this argv.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 
 from mpsv3.errors import MpsvError
+from mpsv3.plan import StackPlan, from_json
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -36,16 +36,30 @@ def read_plan(fd: int) -> str:
         return pipe.read().decode("utf-8")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    from mpsv3.engine.console import Console
-    from mpsv3.engine.supervisor import Supervisor
-    from mpsv3.plan import from_json
-    from mpsv3.platform import SingletonLease
+def without_tls_unless_needed(plan: StackPlan) -> None:
+    """Keep ``ssl`` (OpenSSL, ~5 MiB for the life of the process) out unless a probe is https.
 
+    Called before asyncio is imported: asyncio then runs without TLS support, which nothing
+    else here needs. An https probe added later by ``reload`` says to restart the supervisor.
+    """
+    checks = [s.readiness.check for s in plan.services if s.readiness] + [s.liveness.check for s in plan.services if s.liveness]
+    https = any(check.url.startswith("https:") for check in checks)
+    if not https and plan.metrics_port is None and "ssl" not in sys.modules:  # prometheus_client imports ssl
+        sys.modules["ssl"] = None  # type: ignore[assignment]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     if sys.platform == "win32":  # only a keeper (Linux) starts this process
         raise SystemExit("mpsv3: python -m mpsv3.engine is started by mpsv3 up's keeper (Linux only)")
     args = parse(sys.argv[1:] if argv is None else argv)
     plan = from_json(read_plan(args.plan_fd))
+    without_tls_unless_needed(plan)
+    import asyncio
+
+    from mpsv3.engine.console import Console
+    from mpsv3.engine.supervisor import Supervisor
+    from mpsv3.platform import SingletonLease
+
     lease = SingletonLease.inherited(plan.name, args.lease_fd)
     console = None if args.quiet else Console(names=[s.id for s in plan.services])
     try:

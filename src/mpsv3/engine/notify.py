@@ -15,14 +15,12 @@ temp dir named by a hash of the requested path, so the same service always gets 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import socket
 import stat
-import tempfile
 from pathlib import Path
 
-from mpsv3.platform.dirs import fresh_dir_for, give_to
+from mpsv3.platform.dirs import fresh_dir_for, give_to, short_digest, temp_dir
 
 __all__ = ["MAX_SOCKET_PATH_BYTES", "NotifySocket", "parse_notify_message", "socket_path_for"]
 
@@ -51,8 +49,8 @@ def socket_path_for(requested: Path) -> Path:
     """
     if len(os.fsencode(requested)) <= MAX_SOCKET_PATH_BYTES:
         return requested
-    digest = hashlib.sha256(os.fsencode(requested)).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"mpsv3-{digest}" / "notify"
+    digest = short_digest(os.fsencode(requested), 16)
+    return Path(temp_dir()) / f"mpsv3-{digest}" / "notify"
 
 
 class _NotifyProtocol(asyncio.DatagramProtocol):
@@ -161,8 +159,8 @@ class NotifySocket:
 
 def _owned_socket_path(requested: Path) -> Path:
     """``<tempdir>/mpsv3-notify-<hash>/notify``: outside our private ``run/`` folder."""
-    digest = hashlib.sha256(os.fsencode(requested)).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"mpsv3-notify-{digest}" / "notify"
+    digest = short_digest(os.fsencode(requested), 16)
+    return Path(temp_dir()) / f"mpsv3-notify-{digest}" / "notify"
 
 
 def _private_dir(folder: Path) -> Path:

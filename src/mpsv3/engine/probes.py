@@ -7,25 +7,20 @@ that the runner's state machine has one path for "not yet". The polled kinds are
 ``http_get``, ``exec`` and ``redis_ping``; ``log`` readiness is event-driven through
 ``LogMatcher`` (the runner feeds it output lines) and ``notify`` through ``NotifySocket``.
 
-``ProbeRunner`` is created once per supervisor and owns the one shared HTTP client (connection
-reuse across attempts and services); it is used from the supervisor's event loop only. Each
-attempt runs in its own ``timeout`` scope, so a hung probe never blocks any other task.
+``ProbeRunner`` is created once per supervisor and used from its event loop only. Each attempt
+runs in its own ``timeout`` scope, so a hung probe never blocks any other task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from mpsv3._compat import timeout
+from mpsv3._compat import TaskGroup, timeout
+from mpsv3.engine.http_probe import HttpProbeError, HttpProber
 from mpsv3.engine.notify import NotifySocket
 from mpsv3.plan import CheckPlan
 from mpsv3.platform.pressure import is_exhaustion
@@ -91,19 +86,23 @@ class LogMatcher:
 
 
 class ProbeRunner:
-    """Runs single probe attempts; owns the HTTP client shared by every ``http_get`` probe.
+    """Runs single probe attempts (a seam: tests pass a scripted one).
 
-    Created once per supervisor and closed with ``aclose()`` at shutdown. Not thread-safe: use
-    it from the supervisor's event loop only. Concurrent ``check`` calls are fine (each attempt
-    has its own timeout scope; the client pools connections).
+    Created once per supervisor and closed with ``aclose()`` at shutdown. Use it from the
+    supervisor's event loop only; concurrent ``check`` calls are fine (each attempt has its
+    own timeout scope and its own connection).
     """
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
-        self._client = client or httpx.AsyncClient(trust_env=False, follow_redirects=False)
+    def __init__(self) -> None:
+        self._http = HttpProber()
 
     async def aclose(self) -> None:
-        """Close the shared HTTP client and its pooled connections."""
-        await self._client.aclose()
+        """Close the connections kept for the next ``http_get`` attempt."""
+        self._http.close()
+
+    def idle_connections(self) -> int:
+        """How many HTTP connections are kept open for the next attempt."""
+        return self._http.idle
 
     async def check(
         self, spec: CheckPlan, timeout_s: float, *, cwd: Path, env: Mapping[str, str]
@@ -129,12 +128,10 @@ class ProbeRunner:
         try:
             async with timeout(timeout_s):
                 await self._attempt(spec, timeout_s, cwd=cwd, env=env)
-        except (TimeoutError, asyncio.TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, asyncio.TimeoutError):
             return _result(started, f"timed out after {timeout_s}s")
-        except _CheckFailed as exc:
+        except (_CheckFailed, HttpProbeError) as exc:
             return _result(started, str(exc.args[0]))
-        except httpx.HTTPError as exc:
-            return _result(started, _http_error_reason(exc))
         except OSError as exc:
             if is_exhaustion(exc):
                 return ProbeResult(False, f"not probed: {_os_error_reason(exc)}", 0.0, inconclusive=True)
@@ -147,18 +144,12 @@ class ProbeRunner:
         if check.kind == "tcp":
             await _check_tcp(check)
         elif check.kind == "http_get":
-            await self._check_http(check, timeout_s)
+            await _check_http(self._http, check)
         elif check.kind == "exec":
             await _check_exec(check, cwd=cwd, env=env)
         else:
             await _check_redis(check)
 
-    async def _check_http(self, check: CheckPlan, timeout_s: float) -> None:
-        response = await self._client.get(check.url, timeout=timeout_s)
-        if response.status_code != check.expect_status:
-            if check.expect_status == 200:
-                raise _CheckFailed(f"HTTP {response.status_code}")
-            raise _CheckFailed(f"HTTP {response.status_code}, expected {check.expect_status}")
 
 
 async def run_check(
@@ -178,6 +169,14 @@ def _result(started: float, reason: str) -> ProbeResult:
 
 
 # ------------------------------------------------------------------------------ the kinds
+
+
+async def _check_http(http: HttpProber, check: CheckPlan) -> None:
+    code = await http.status(check.url)
+    if code != check.expect_status:
+        if check.expect_status == 200:
+            raise _CheckFailed(f"HTTP {code}")
+        raise _CheckFailed(f"HTTP {code}, expected {check.expect_status}")
 
 
 async def _check_tcp(check: CheckPlan) -> None:
@@ -213,49 +212,31 @@ async def _close_writer(writer: asyncio.StreamWriter) -> None:
 
 
 async def _check_exec(check: CheckPlan, *, cwd: Path, env: Mapping[str, str]) -> None:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *check.cmd,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        if is_exhaustion(exc):
-            raise
-        raise _CheckFailed(f"cannot run {check.cmd[0]!r}: {_os_error_reason(exc)}") from None
-    try:
-        code = await proc.wait()
-    finally:
-        # Timed out, cancelled, or exited leaving children: nothing of the probe may outlive it.
-        _kill_process_group(proc)
-        if proc.returncode is None:
-            await proc.wait()
-    if code != 0:
-        raise _CheckFailed(f"exit {code}" if code > 0 else f"killed by signal {-code}")
+    """Run the command like a service (its own group, its output read and dropped); exit 0 passes.
 
-
-def _kill_process_group(proc: asyncio.subprocess.Process) -> None:
-    """Kill an ``exec`` probe's command and everything in its session's process group.
-
-    POSIX: the command leads its own process group (``start_new_session``), so ``killpg``
-    also reaches its children. Elsewhere only the process itself can be killed.
+    Whatever happens (exit, timeout, cancellation), the one stop routine ends what is left of
+    it, children included: nothing of a probe outlives its attempt.
     """
-    killpg = getattr(os, "killpg", None)
-    if killpg is not None:
-        try:
-            killpg(proc.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-        except (ProcessLookupError, PermissionError):
-            return  # the group is already gone
-        return
-    if proc.returncode is None:
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            return
+    from mpsv3 import platform
+
+    try:
+        tree = await platform.spawn(list(check.cmd), cwd, dict(env))
+    except platform.SpawnError as exc:
+        raise _CheckFailed(str(exc).replace("cannot start", "cannot run", 1)) from None
+    try:
+        async with TaskGroup() as group:
+            drain = group.create_task(_discard(tree.output))
+            status = await tree.wait()
+            drain.cancel()
+    finally:
+        await platform.terminate(tree, "SIGKILL", 0)
+    if status.code != 0:
+        raise _CheckFailed(status.describe())
+
+
+async def _discard(output: asyncio.StreamReader) -> None:
+    while await output.read(65536):
+        continue
 
 
 # ------------------------------------------------------------------------------ reasons
@@ -269,13 +250,3 @@ def _os_error_reason(exc: OSError) -> str:
     if exc.strerror:
         return exc.strerror[0].lower() + exc.strerror[1:]
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-def _http_error_reason(exc: httpx.HTTPError) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ConnectionRefusedError) or "Connection refused" in str(cause):
-            return "connection refused"
-        cause = cause.__cause__ or cause.__context__
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -102,10 +102,13 @@ class StackChores:
 
     async def start(self) -> None:
         """The control server, the watcher, metrics and the legacy-lock cleanup."""
-        await self._start_control()
-        self._start_watcher()
-        self._start_metrics()
-        self._clean_legacy_locks()
+        await self._start_control()  # without it the stack cannot be stopped: a failure is fatal
+        for name, chore in (("watcher", self._start_watcher), ("metrics", self._start_metrics),
+                            ("legacy_locks", self._clean_legacy_locks)):
+            try:
+                chore()
+            except Exception as exc:  # the supervisor's own trouble: reported, the stack runs on
+                self._sup.trouble.report(f"{name}:{type(exc).__name__}", exc)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

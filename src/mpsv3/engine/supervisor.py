@@ -11,6 +11,7 @@ dependents' restarts. All of it runs on one asyncio loop; nothing here blocks it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 from mpsv3 import __version__, platform
 from mpsv3._compat import TaskGroup
+from mpsv3.control import instances
 from mpsv3.engine.console import Console
 from mpsv3.engine.events import EventBus, utc_timestamp
 from mpsv3.engine.ports import PortGuard
@@ -147,6 +149,7 @@ class Supervisor:
                     self._add_runner(spec)
                 self._start(self.graph.start_order(), self.selected)
                 await self.chores.start()  # after the first spawns: nothing here may delay them
+                self._index()
                 await self._shutdown.wait()
                 await self._stop_all()
                 await self.chores.sweep()
@@ -157,6 +160,8 @@ class Supervisor:
             await probes.aclose()
             bus.emit("shutdown", pid=os.getpid())
             record.clear()
+            with contextlib.suppress(OSError):
+                instances.forget(self.plan.name)
             containment.close()
             self.chores.close_files()
         return EXIT_OK
@@ -402,6 +407,17 @@ class Supervisor:
             self._add_runner(self.plan.service(sid))
         self._start(self.graph.start_order(), set(reload.start))
         self.chores.services_changed()
+        self._index()
+
+    def _index(self) -> None:
+        """Tell client commands where this instance is (``control/instances.py``)."""
+        plan = self.plan
+        stat = (plan.config_stat[0], plan.config_stat[1]) if len(plan.config_stat) == 2 else (0, 0)
+        try:
+            instances.record(plan.name, plan.config_path, plan.state_dir, [s.id for s in plan.services],
+                             plan.overrides, stat)
+        except OSError as exc:
+            self.trouble.report("index", exc)
 
 
 def acquire_lease(lease: platform.SingletonLease, name: str) -> None:

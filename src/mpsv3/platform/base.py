@@ -12,9 +12,14 @@ import asyncio
 import signal
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import psutil
+from mpsv3._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    psutil = lazy_module("psutil")
 
 # Moved to dirs.py (private directories and files); re-exported for existing importers.
 from mpsv3.platform.dirs import lease_file_name as lease_file_name

@@ -18,10 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 from mpsv3.errors import EXIT_FAILURE, MpsvError
@@ -208,7 +206,7 @@ def write_private_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     a symlink or a foreign file at ``path`` is replaced, not followed. Readers see the old
     or the new content, never a part.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -264,11 +262,11 @@ def runtime_dir_path() -> Path:
     if sys.platform == "win32":
         local = os.environ.get("LOCALAPPDATA")
         user = os.environ.get("USERNAME", "user")
-        return Path(local) / "mpsv3" if local else Path(tempfile.gettempdir()) / f"mpsv3-{user}"
+        return Path(local) / "mpsv3" if local else Path(temp_dir()) / f"mpsv3-{user}"
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and Path(xdg).is_dir():
         return Path(xdg) / "mpsv3"
-    return Path(tempfile.gettempdir()) / f"mpsv3-{os.getuid()}"
+    return Path(temp_dir()) / f"mpsv3-{os.getuid()}"
 
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -307,3 +305,17 @@ def fresh_dir_for(folder: Path, owner: tuple[int, int]) -> Path:
     folder.mkdir(mode=0o700)
     os.chown(folder, *owner)
     return folder
+
+
+def temp_dir() -> str:
+    """The system's temp dir (``tempfile`` is imported only when a fallback path is needed)."""
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def short_digest(data: bytes, length: int = 16) -> str:
+    """A hex sha256 prefix that names a fallback path (``hashlib`` loads OpenSSL: only on use)."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:length]

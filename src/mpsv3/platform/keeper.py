@@ -24,8 +24,10 @@ import select
 import signal
 import sys
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 assert sys.platform == "linux"
 
@@ -37,11 +39,15 @@ KEEPER_ENV = "MPSV3_KEEPER_PID"
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def run_kept(engine: list[str], plan: bytes, lease_fd: int, *, state_dir: Path) -> int:
-    """Start ``engine`` (the supervisor's argv) under this keeper; the exit code for ``up``.
+def run_kept(engine: list[str], plan: bytes, lease_fd: int, *, state_dir: str, shown: list[str]) -> int:
+    """Start ``engine`` (the supervisor's argv) under this process, then become the keeper.
 
     The plan goes to the supervisor through a pipe (``--plan-fd``), the lease through its
-    descriptor (``--lease-fd``): both hold it until each is done.
+    descriptor (``--lease-fd``): both hold it until each is done. This process then replaces
+    itself (same PID, so ``ps``, shells and systemd see no change) with a fresh interpreter
+    running only this module: the command line's libraries (click, pydantic, the config
+    loader) do not stay in memory for the stack's whole life. ``shown`` is what ``ps`` shows
+    of it (the operator's ``up -c FILE``). Returns only if the exec fails.
     """
     read_end, write_end = os.pipe()
     argv = [*engine, "--plan-fd", str(read_end), "--lease-fd", str(lease_fd)]
@@ -51,7 +57,24 @@ def run_kept(engine: list[str], plan: bytes, lease_fd: int, *, state_dir: Path) 
         os.close(read_end)
     with os.fdopen(write_end, "wb") as pipe, contextlib.suppress(BrokenPipeError):
         pipe.write(plan)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.set_inheritable(lease_fd, True)
+    # -S: no site packages; this file imports only the standard library (run by its path).
+    keeper = [sys.executable, "-I", "-S", os.path.abspath(__file__), *shown, "--keep", str(child),
+              "--state-dir", str(state_dir), "--lease-fd", str(lease_fd)]
+    try:
+        os.execv(sys.executable, keeper)
+    except OSError:  # could not exec a fresh interpreter: keep from here instead
+        os.set_inheritable(lease_fd, False)
     return keep(child, state_dir=state_dir)
+
+
+def _main(argv: list[str]) -> int:
+    """``python -I -S keeper.py [shown words] --keep PID --state-dir DIR --lease-fd FD``."""
+    options = dict(zip(argv[-6::2], argv[-5::2], strict=True))
+    os.set_inheritable(int(options["--lease-fd"]), False)  # held, never passed on
+    return keep(int(options["--keep"]), state_dir=options["--state-dir"])
 
 
 def start_supervisor(argv: list[str], *, pass_fds: tuple[int, ...]) -> int:
@@ -70,7 +93,7 @@ def start_supervisor(argv: list[str], *, pass_fds: tuple[int, ...]) -> int:
             os.set_inheritable(fd, False)
 
 
-def keep(child: int, *, state_dir: Path) -> int:
+def keep(child: int, *, state_dir: str) -> int:
     """Forward stop signals to ``child`` until it ends, then sweep what is left; its exit code."""
     for signum in FORWARDED:
         signal.signal(signum, lambda received, _frame: _forward(child, received))
@@ -109,18 +132,18 @@ def _exit_code(child: int, status: int, swept: list[int]) -> int:
 # ------------------------------------------------------------------------------ the sweep
 
 
-def sweep(state_dir: Path, supervisor: int, status: int) -> list[int]:
+def sweep(state_dir: str, supervisor: int, status: int) -> list[int]:
     """End every descendant: stop signals first, SIGKILL after ``SWEEP_GRACE_S``; reaped."""
     left = descendants(os.getpid())
     if not left:
         return []
     groups = {pid: _pgid(pid) for pid in left}
-    record = _read_record(state_dir / "run" / "state.json")
+    record = _read_record(os.path.join(state_dir, "run", "state.json"))
     for service in record.get("services", {}).values():
         _stop_service(service)
     _wait_gone(left, SWEEP_GRACE_S)
     for cgroup in record.get("cgroups", []):
-        _cgroup_kill(Path(cgroup))
+        _cgroup_kill(cgroup)
     ended = set(left)
     while True:
         remaining = descendants(os.getpid())
@@ -134,7 +157,7 @@ def sweep(state_dir: Path, supervisor: int, status: int) -> list[int]:
         _reap_all()
     _reap_all()
     for cgroup in record.get("cgroups", []):
-        _remove_empty(Path(cgroup))
+        _remove_empty(cgroup)
     _log(state_dir, supervisor, status, {pid: groups.get(pid) for pid in sorted(ended)}, record)
     return sorted(ended)
 
@@ -219,30 +242,32 @@ def _reap_all() -> None:
             return
 
 
-def _cgroup_kill(cgroup: Path) -> None:
-    with contextlib.suppress(OSError):
-        (cgroup / "cgroup.kill").write_text("1")
+def _cgroup_kill(cgroup: str) -> None:
+    with contextlib.suppress(OSError), open(os.path.join(cgroup, "cgroup.kill"), "w") as handle:
+        handle.write("1")
 
 
-def _remove_empty(cgroup: Path) -> None:
+def _remove_empty(cgroup: str) -> None:
     """rmdir the instance's cgroups, deepest first (only empty ones go)."""
     with contextlib.suppress(OSError):
-        for child in sorted(cgroup.iterdir(), reverse=True):
-            if child.is_dir():
+        for child in sorted(os.listdir(cgroup), reverse=True):
+            inner = os.path.join(cgroup, child)
+            if os.path.isdir(inner):
                 with contextlib.suppress(OSError):
-                    child.rmdir()
-        cgroup.rmdir()
+                    os.rmdir(inner)
+        os.rmdir(cgroup)
 
 
-def _read_record(path: Path) -> dict[str, Any]:
+def _read_record(path: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _log(state_dir: Path, supervisor: int, status: int, pids: dict[int, int | None], record: dict[str, Any]) -> None:
+def _log(state_dir: str, supervisor: int, status: int, pids: dict[int, int | None], record: dict[str, Any]) -> None:
     """One ``orphan_reclaimed`` line per process in ``events.jsonl`` (found by the keeper)."""
     how = f"killed by {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status) else "exited"
     groups = {s.get("pgid"): name for name, s in record.get("services", {}).items()}
@@ -255,7 +280,7 @@ def _log(state_dir: Path, supervisor: int, status: int, pids: dict[int, int | No
             "pid": pid, "found_by": "keeper", "why": f"the supervisor (PID {supervisor}) {how}",
         }))
     with contextlib.suppress(OSError):
-        fd = os.open(state_dir / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(os.path.join(state_dir, "events.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             os.write(fd, ("\n".join(lines) + "\n").encode())
         finally:
@@ -273,3 +298,7 @@ def _prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl failed")
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

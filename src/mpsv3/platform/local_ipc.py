@@ -15,14 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import socket
 import stat
 import struct
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -31,8 +29,6 @@ from mpsv3.errors import MpsvError
 from mpsv3.platform.dirs import (
     describe_uid,
     ensure_private_dir,
-    read_private_file,
-    write_private_file,
 )
 from mpsv3.platform.pressure import ErrorDigest
 
@@ -41,9 +37,6 @@ assert sys.platform != "win32"
 #: Called for each accepted connection with its stream pair.
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-SOCKET_NAME = "control.sock"
-POINTER_NAME = "control.path"  # holds the real socket path when it lives outside state_dir
-MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS; keep a margin
 CLIENT_LIMIT = 1 << 24  # a client reads whole replies (a status of many services)
 _PEERCRED = struct.Struct("iII")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 BACKLOG = 64  # connections waiting to be accepted cost the kernel memory, not our descriptors
@@ -51,63 +44,6 @@ ACCEPT_BACKOFF_MIN_S = 0.02  # first pause after a failed accept(); doubles whil
 ACCEPT_BACKOFF_MAX_S = 1.0
 
 _log = logging.getLogger("mpsv3.control.socket")
-
-
-def current_uid() -> int | None:
-    """Our effective uid: the only peer the control socket accepts by default."""
-    return os.geteuid()
-
-
-# ---------------------------------------------------------------------------------- paths
-
-
-def _computed_path(state_dir: Path, name: str) -> tuple[Path, bool]:
-    """The socket path and whether it is the short fallback outside ``state_dir``."""
-    inside = Path(state_dir) / "run" / SOCKET_NAME
-    if len(os.fsencode(str(inside))) <= MAX_SOCKET_PATH:
-        return inside, False
-    digest = hashlib.sha256(os.fsencode(str(state_dir))).hexdigest()[:8]
-    leaf = f"{name[:40]}-{digest}.sock"
-    for base in (tempfile.gettempdir(), "/tmp"):
-        candidate = Path(base) / f"mpsv3-{current_uid()}" / leaf
-        if len(os.fsencode(str(candidate))) <= MAX_SOCKET_PATH:
-            return candidate, True
-    raise MpsvError(f"no socket path short enough for instance '{name}'")
-
-
-def server_endpoint(state_dir: Path, name: str) -> Path:
-    """Where the server of instance ``name`` listens; records a fallback path for clients.
-
-    The socket is ``state_dir/run/control.sock``. When that path is too long for a Unix
-    socket, the socket goes to ``<tempdir>/mpsv3-<uid>/<name>-<hash of state_dir>.sock`` and
-    its real path is written to ``state_dir/run/control.path`` for clients whose temp dir
-    differs; a leftover pointer is removed when the short path fits. The pointer is replaced
-    atomically (never written through a symlink) in a private ``run/``.
-
-    Raises:
-        PrivatePathError: ``run/`` is not private to us.
-    """
-    path, fallback = _computed_path(state_dir, name)
-    pointer = Path(state_dir) / "run" / POINTER_NAME
-    ensure_private_dir(pointer.parent)  # before anything is written or removed in it
-    if fallback:
-        write_private_file(pointer, (str(path) + "\n").encode())
-    else:
-        pointer.unlink(missing_ok=True)
-    return path
-
-
-def client_endpoint(state_dir: Path, name: str) -> Path:
-    """The socket a client connects to: the recorded fallback if any, else computed.
-
-    A pointer that is not a regular file of ours (planted, a symlink) is ignored.
-    """
-    data = read_private_file(Path(state_dir) / "run" / POINTER_NAME, limit=4096)
-    with contextlib.suppress(UnicodeDecodeError):
-        recorded = data.decode("utf-8").strip() if data else ""
-        if recorded:
-            return Path(recorded)
-    return _computed_path(state_dir, name)[0]
 
 
 # --------------------------------------------------------------------------------- server

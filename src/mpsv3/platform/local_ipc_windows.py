@@ -60,6 +60,20 @@ def client_endpoint(state_dir: Path, name: str) -> Path:
     return _pipe_name(name)
 
 
+def exchange_blocking(path: Path, request: bytes, timeout_s: float) -> bytes:
+    """Send ``request`` through the named pipe and read the reply until the server closes it.
+
+    ``timeout_s`` is not enforced on a pipe opened as a file (a server that accepted always
+    answers within its own read timeout).
+
+    Raises:
+        FileNotFoundError: no server has created the pipe.
+    """
+    with open(str(path), "r+b", buffering=0) as pipe:
+        pipe.write(request)
+        return pipe.read()
+
+
 def peer_uid(writer: asyncio.StreamWriter) -> int | None:
     """None: a pipe client has no uid (the pipe's ACL already refused other users)."""
     return None

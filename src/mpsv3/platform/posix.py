@@ -18,8 +18,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
+from mpsv3._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    psutil = lazy_module("psutil")
 
 from mpsv3.platform.base import (
     ExitStatus,
@@ -307,16 +313,16 @@ def _born_in(cgroup: Path | None) -> contextlib.AbstractContextManager[None]:
 
 def _launch_command(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[list[str], Callable[[], None] | None]:
     """The argv to exec and the ``preexec_fn``: Linux sets the parent-death signal."""
-    if sys.platform != "linux":
-        return argv, None
-    wrapper = linux.pdeathsig_wrapper()
-    if wrapper is None:
-        return argv, linux.pdeathsig_preexec(os.getpid())
-    # Exec through setpriv rather than a preexec_fn: a preexec_fn forces a full fork of the
-    # supervisor (2.5 ms) where the wrapper lets subprocess vfork (under 1 ms). The wrapper
-    # reports a missing program only after the fork, so check first.
-    _check_executable(argv, cwd, env)
-    return [*wrapper, *argv], None
+    if sys.platform == "linux":
+        wrapper = linux.pdeathsig_wrapper()
+        if wrapper is None:
+            return argv, linux.pdeathsig_preexec(os.getpid())
+        # Exec through setpriv rather than a preexec_fn: a preexec_fn forces a full fork of the
+        # supervisor (2.5 ms) where the wrapper lets subprocess vfork (under 1 ms). The wrapper
+        # reports a missing program only after the fork, so check first.
+        _check_executable(argv, cwd, env)
+        return [*wrapper, *argv], None
+    return argv, None
 
 
 def prepare_supervisor(loop: asyncio.AbstractEventLoop) -> None:

@@ -11,9 +11,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import PurePath
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import psutil
+from mpsv3._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    psutil = lazy_module("psutil")
 
 from mpsv3.platform.base import (
     INSTANCE_MARKER,
