@@ -10,7 +10,8 @@ rotates it by size like every other log). Then it follows the new supervisor's `
 stream over the control socket and returns:
 
 - 0 once every service ``up`` started is ready (tasks: completed), with one line naming the
-  ``http_get`` readiness URLs (where to look);
+  ``http_get`` readiness URLs (where to look). A service without a readiness probe is ready
+  once spawned, which proves little: it must also stay up :data:`SETTLE_S`;
 - 1 naming the first of them that failed (backoff, quarantined, exited), or when the stack
   was not ready within ``--wait-timeout``: the supervisor keeps running in both cases, and
   the message says so and how to look or stop it;
@@ -23,6 +24,7 @@ Nothing of the engine is imported here: this is a client of the control socket.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import os
 import subprocess
 import sys
@@ -45,6 +47,8 @@ WAIT_MARGIN_S = 30.0
 #: States of a service ``up`` started that make ``up -d`` give up on it.
 FAILED_STATES = frozenset({"backoff", "quarantined", "exited"})
 READY_STATES = frozenset({"ready", "unhealthy", "completed"})
+#: How long a service without a readiness probe must stay up before ``up -d`` counts it.
+SETTLE_S = 1.0
 #: Variables of a service manager that must not reach a detached supervisor.
 MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 CONSOLE_LOG = "console.log"
@@ -131,6 +135,7 @@ class StackWaiter:
     console_log: Path
     offset: int
     states: dict[str, str] = field(default_factory=dict)
+    ready_at: dict[str, float] = field(default_factory=dict)
     pid: int | None = None
 
     async def wait(self, deadline: float, wait_s: float) -> int:
@@ -170,20 +175,45 @@ class StackWaiter:
         self.states = {sid: str(status.get(sid, {}).get("state", "pending")) for sid in selected}
         for sid in selected:
             self._failed(sid, self.states[sid], status.get(sid, {}).get("reason"))
-        if self.states and all(state in READY_STATES for state in self.states.values()):
-            return self._ready(selected, None)
-        async for message in stream:
-            event = message.get("event")
+            if self.states[sid] == "ready" and status[sid].get("ready_since"):
+                self.ready_at[sid] = _seconds(status[sid]["ready_since"])
+        after_ms: Any = None
+        ready = bool(self.states) and all(state in READY_STATES for state in self.states.values())
+        while not ready or time.time() < self._settled_at():
+            message = await self._next(stream, None if not ready else self._settled_at() - time.time())
+            event = message.get("event") if message is not None else None
             if not isinstance(event, dict):
                 continue
             sid = event.get("service")
             if event.get("event") == "stack_ready":
-                return self._ready(selected, event.get("after_ms"))
-            if event.get("event") == "state" and sid in self.states:
+                ready, after_ms = True, event.get("after_ms")
+            elif event.get("event") == "state" and sid in self.states:
                 self.states[sid] = str(event.get("to"))
                 self._failed(sid, self.states[sid], event.get("reason"))
-        code = await asyncio.to_thread(self.child.wait)
-        raise MpsvError(f"the supervisor ended (exit {code}) before the stack was ready{self._console_tail()}", code or 1)
+                if self.states[sid] == "ready":
+                    self.ready_at[sid] = _seconds(str(event.get("ts")))
+        return self._ready(selected, after_ms)
+
+    async def _next(self, stream: Any, within_s: float | None) -> dict[str, Any] | None:
+        """The stream's next message (None when ``within_s`` passed); the supervisor ending is
+        an error: its exit code and its last console lines."""
+        try:
+            if within_s is None:
+                return await stream.__anext__()  # type: ignore[no-any-return]
+            return await asyncio.wait_for(stream.__anext__(), max(within_s, 0.0))
+        except asyncio.TimeoutError:
+            return None
+        except StopAsyncIteration:
+            code = await asyncio.to_thread(self.child.wait)
+            raise MpsvError(
+                f"the supervisor ended (exit {code}) before the stack was ready{self._console_tail()}", code or 1
+            ) from None
+
+    def _settled_at(self) -> float:
+        """When the services that have no readiness probe have stayed up :data:`SETTLE_S`:
+        being spawned proves little, so one that exits at once still fails ``up -d``."""
+        unproven = [self.ready_at[s.id] for s in self.plan.services if s.readiness is None and s.id in self.ready_at]
+        return max(unproven, default=0.0) + SETTLE_S
 
     def _failed(self, sid: str, state: str, reason: Any) -> None:
         if state in FAILED_STATES:
@@ -224,6 +254,14 @@ class StackWaiter:
             return ""
         tail = [line for line in text.splitlines() if line.strip()][-lines:]
         return (":\n  " + "\n  ".join(tail)) if tail else ""
+
+
+def _seconds(ts: str) -> float:
+    """Seconds since the epoch of ``2026-11-24T17:08:00.123Z`` (0 when unreadable)."""
+    try:
+        return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + int(ts[20:23]) / 1000
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _origins(urls: Sequence[str]) -> list[str]:

@@ -38,6 +38,8 @@ STATUS_NAMES = 3
 #: Which not-ready states a ``STATUS=`` line names first.
 _RANK = {"quarantined": 0, "backoff": 1, "unhealthy": 2, "exited": 3, "stopping": 4, "starting": 5, "pending": 6}
 READY_STATES = frozenset({"ready", "unhealthy", "completed"})
+#: How often a reload that has not settled is looked at again without an event.
+RELOAD_RECHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class NotifyReporter:
         self._watchdog_s = watchdog_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._recheck: asyncio.TimerHandle | None = None
         self._status_due = False
         self._last_status = ""
         self._ready = False
@@ -199,22 +202,36 @@ class NotifyReporter:
         self._status_due = False
         if self._stopping:
             return
-        if self._reloading and self._settled():
-            self._reloading = False
-            self._notifier.send("READY=1", f"STATUS={self._status()}")
-            return
-        text = self._status()
+        if self._reloading:
+            if self._settled():
+                self._reloading = False
+                self._notifier.send("READY=1", f"STATUS={self._status()}")
+                return
+            self._recheck_later()
+        text = status_text(self._entries())
         if text != self._last_status:
+            self._last_status = text
             self._notifier.send(f"STATUS={text}")
+
+    def _recheck_later(self) -> None:
+        """While a reload settles: look again soon, even if no event comes (a change of
+        probes only applies without one)."""
+        if self._recheck is None and self._loop is not None:
+            self._recheck = self._loop.call_later(RELOAD_RECHECK_S, self._rechecked)
+
+    def _rechecked(self) -> None:
+        self._recheck = None
+        self._status_soon()
 
     def _status(self) -> str:
         self._last_status = status_text(self._entries())
         return self._last_status
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._recheck):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._recheck = None
         self._notifier.close()
 
 

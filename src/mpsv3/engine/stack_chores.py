@@ -101,9 +101,9 @@ class StackChores:
         sup = self._sup
         for sid in sup.selected:
             runner = sup.runners.get(sid)
-            if runner is None:
-                return False
-            if runner.wanted and (runner.spec != sup.plan.service(sid) or not runner.model.satisfies_dependents):
+            if runner is None or runner.spec != sup.plan.service(sid):
+                return False  # not yet added, or still the old config's (being stopped)
+            if runner.wanted and not runner.model.satisfies_dependents:
                 return False
         return True
 
