@@ -153,9 +153,9 @@ class ControlServer:
             return
         self._server.close()
         self._server = None
-        for task, conn in list(self._connections.items()):
-            if conn.streaming:
-                task.cancel()
+        for conn in self._connections.values():
+            if conn.streaming:  # a follower never ends by itself: hang up on it
+                conn.writer.transport.abort()
         others = [t for t in self._connections if t is not asyncio.current_task()]
         if others:
             _done, pending = await asyncio.wait(others, timeout=2.0)
@@ -292,23 +292,29 @@ class ControlServer:
     ) -> None:
         """Write the reply, then every message, until the stream ends or the client leaves."""
         eof = asyncio.ensure_future(_until_eof(reader))
+        item: asyncio.Future[dict[str, Any]] | None = None
         try:
             while True:
                 item = asyncio.ensure_future(stream.__anext__())
                 done, _ = await asyncio.wait({item, eof}, return_when=asyncio.FIRST_COMPLETED)
-                if item not in done:  # the client closed its end: stop following
-                    item.cancel()
-                    await asyncio.wait({item})
+                if item not in done:  # the client closed its end (or was hung up on)
                     return
                 try:
                     message = item.result()
                 except StopAsyncIteration:
                     return
+                item = None
                 async with timeout(STREAM_WRITE_TIMEOUT_S):
                     writer.write(encode(message))
                     await writer.drain()
         finally:
-            eof.cancel()
+            # The streamer's pending step is cancelled inside it (its ``finally`` runs), then
+            # it is closed; nothing of a follower outlives its connection.
+            pending = [task for task in (item, eof) if task is not None and not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
             with contextlib.suppress(Exception):
                 await _aclose(stream)
 
