@@ -64,28 +64,49 @@ def check(config_path: Path, explain: bool, assignments: tuple[str, ...]) -> Non
 @click.option("--profile", "profiles", multiple=True, metavar="NAME", help="Also start the services of this profile.")
 @click.option("--quiet", is_flag=True, help="Do not echo service output on the console (it still goes to the log files).")
 @click.option("-v", "--verbose", is_flag=True, help="Show every supervisor line on the console, not the digest.")
+@click.option(
+    "-d", "--detach", is_flag=True,
+    help="Run in the background; return once every service is ready (1 naming the first that failed).",
+)
+@click.option(
+    "--wait-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    help="With -d: how long to wait for the stack (default: the largest readiness timeout + 30 s; 0: do not wait).",
+)
 def up(
     config_path: Path, assignments: tuple[str, ...], only: tuple[str, ...], profiles: tuple[str, ...],
-    quiet: bool, verbose: bool,
+    quiet: bool, verbose: bool, detach: bool, wait_timeout: float | None,
 ) -> None:
-    """Run the stack in the foreground until Ctrl-C, SIGTERM or `mpsv3 down`."""
+    """Run the stack in the foreground until Ctrl-C, SIGTERM or `mpsv3 down` (or detached: -d)."""
     from mpsv3.cli.up_command import run_up
     from mpsv3.config.loader import parse_overrides
     from mpsv3.planner import compile_plan
 
+    if wait_timeout is not None and not detach:
+        raise click.UsageError("--wait-timeout goes with -d/--detach")
     overrides = parse_overrides(assignments)
     plan = compile_plan(load(config_path, assignments), overrides)
+    if detach:
+        from mpsv3.cli.detach import UpOptions, run_detached
+        from mpsv3.cli.up_command import check_up
+
+        check_up(plan, only)
+        options = UpOptions(assignments, only, profiles, quiet, verbose)
+        sys.exit(run_detached(plan, options, wait_timeout))
     sys.exit(run_up(plan, only=only, profiles=profiles, quiet=quiet, verbose=verbose))
 
 
 def _register_extensions() -> None:
+    from mpsv3.cli.attach_command import attach
     from mpsv3.cli.client_verbs import register
+    from mpsv3.cli.service_command import service
     from mpsv3.cli.ui_command import ui
     from mpsv3.export.cli import export_command
 
     register(main_group)
     main_group.add_command(export_command, "export")
     main_group.add_command(ui, "ui")
+    main_group.add_command(attach, "attach")
+    main_group.add_command(service, "service")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""``mpsv3 up``: the lease, the keeper, and the supervisor's process.
+"""``mpsv3 up``: the lease, the keeper, and the supervisor's process (``up -d``: ``detach.py``).
 
 Why apart from the CLI's argument parsing: what runs where matters here. This process (the
 one the operator started, and what ``ps`` and systemd see) takes the lease; on Linux it then
@@ -30,10 +30,7 @@ NO_KEEPER_ENV = "MPSV3_NO_KEEPER"
 
 def run_up(plan: StackPlan, *, only: Sequence[str], profiles: Sequence[str], quiet: bool, verbose: bool) -> int:
     """Supervise ``plan`` in the foreground; the exit code of ``up``."""
-    from mpsv3.engine.supervisor import Supervisor
-
-    check_accounts(plan)
-    Supervisor(plan, only=only, profiles=profiles)  # refuses a bad --only before anything starts
+    check_up(plan, only, profiles)
     lease = platform.SingletonLease(plan.name)
     acquire_lease(lease, plan.name)
     try:
@@ -42,6 +39,15 @@ def run_up(plan: StackPlan, *, only: Sequence[str], profiles: Sequence[str], qui
         return _in_process(plan, lease, only=only, profiles=profiles, quiet=quiet, verbose=verbose)
     finally:
         lease.release()
+
+
+def check_up(plan: StackPlan, only: Sequence[str], profiles: Sequence[str] = ()) -> None:
+    """What ``up`` refuses before anything starts (and before ``up -d`` detaches): accounts
+    it cannot switch to (78), an unknown ``--only`` id (2)."""
+    from mpsv3.engine.supervisor import Supervisor
+
+    check_accounts(plan)
+    Supervisor(plan, only=only, profiles=profiles)
 
 
 def _kept(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequence[str], profiles: Sequence[str],

@@ -1,5 +1,10 @@
 """The control protocol: one JSON request line, one JSON reply line, per connection.
 
+Two verbs answer with a stream instead (:data:`STREAM_COMMANDS`): ``attach`` (the merged,
+prefixed console, as ``{"text": ...}`` lines) and ``events`` (a status snapshot, then every
+event as ``{"event": {...}}``). Their first line is the usual reply (``{"ok": ...}``); the
+lines after it come until the client closes or the supervisor ends.
+
 Why apart from the transport: both ends (the server in ``up``, the client in every other
 command) must agree on framing, the verbs and where the socket lives, and the client must be
 able to import this without anything of the supervisor. Pure except for the endpoint paths.
@@ -8,7 +13,7 @@ able to import this without anything of the supervisor. Pure except for the endp
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,10 +22,18 @@ from mpsv3.errors import EXIT_NOT_RUNNING, MpsvError
 from mpsv3.platform import client_endpoint, server_endpoint
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+#: Answers a streaming request: an async generator whose first message is the reply
+#: (``{"ok": true, "result": ...}`` or an error, which ends it) and whose later messages are
+#: the stream's lines. Closed (``aclose``) when the client goes away.
+Streamer = Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]
 
 #: Every command a request may name, and those that act on one service (they need ``id``).
-COMMANDS = ("status", "restart", "stop", "start", "release", "signal", "scale", "reload", "down")
+COMMANDS = (
+    "status", "restart", "stop", "start", "release", "signal", "scale", "reload", "down", "attach", "events",
+)
 SERVICE_COMMANDS = frozenset({"restart", "stop", "start", "release", "signal", "scale"})
+#: Commands answered by a stream of lines (see the module docstring).
+STREAM_COMMANDS = frozenset({"attach", "events"})
 
 
 class Instance(Protocol):

@@ -16,6 +16,13 @@ limit, 64 at most), the longest-waiting idle one dropped to make room for a newc
 after ``read_timeout_s``, an oversized line never buffered, and one log line per kind of
 error (:class:`~mpsv3.platform.pressure.ErrorDigest`), not one per occurrence.
 
+A streaming request (``attach``, ``events``) passes the same gates, then its connection
+stays open: the streamer's messages are written as they come, until the client closes (the
+server watches for its end of file) or the streamer ends. Followers are bounded too: at most
+``MAX_FOLLOWERS`` at once; they are never "busy", so the cap may drop the oldest one to let a
+``status`` in; a follower that reads nothing for ``STREAM_WRITE_TIMEOUT_S`` is cut; at
+:meth:`ControlServer.close` they are ended at once (nothing waits for them).
+
 Ownership: the supervisor owns one :class:`ControlServer` and gives it the handler; the server
 and its connection tasks live on the supervisor's event loop (no lock).
 """
@@ -25,12 +32,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mpsv3._compat import timeout
-from mpsv3.control.protocol import Handler, RequestError, encode, error_reply, parse_request
+from mpsv3.control.protocol import (
+    STREAM_COMMANDS,
+    Handler,
+    RequestError,
+    Streamer,
+    encode,
+    error_reply,
+    parse_request,
+)
 from mpsv3.errors import MpsvError
 from mpsv3.platform import LocalServer, current_uid, peer_uid, start_local_server
 from mpsv3.platform.pressure import ErrorDigest, open_files_limit
@@ -44,6 +60,10 @@ WRITE_TIMEOUT_S = 5.0
 #: How much of an oversized request is skipped so its sender can still read the error; past
 #: that the connection is closed (a 50 MB payload is not read to its end).
 DISCARD_LIMIT = 1 << 20
+#: Streaming connections (``attach``, ``events``) open at once at most.
+MAX_FOLLOWERS = 16
+#: How long one message of a stream may take to leave before the follower is cut.
+STREAM_WRITE_TIMEOUT_S = 30.0
 
 
 def default_max_connections(fd_limit: int | None) -> int:
@@ -73,6 +93,7 @@ class _Connection:
     busy: bool = False  # inside the handler: never dropped to make room
     evicted: bool = False  # dropped to make room: no reply, no log line
     order: int = 0  # accept order: the lowest idle one is dropped first
+    streaming: bool = False  # a follower (attach, events): ended at once by close()
 
 
 class ControlServer:
@@ -88,6 +109,8 @@ class ControlServer:
         allowed_uid: the peer uid accepted on Linux (default: our own effective uid).
         max_connections: connections open at once (default: :func:`default_max_connections`
             of the fd limit).
+        streamer: answers the streaming verbs (:data:`STREAM_COMMANDS`); without it they
+            are refused with an error reply.
 
     The transport (Unix socket or named pipe, stale-socket handling, file modes, accept
     backoff) is :func:`mpsv3.platform.start_local_server`; this class owns framing, replies
@@ -103,9 +126,11 @@ class ControlServer:
         read_timeout_s: float = 5.0,
         allowed_uid: int | None = None,
         max_connections: int | None = None,
+        streamer: Streamer | None = None,
     ) -> None:
         self.path = path
         self._handler = handler
+        self._streamer = streamer
         self._max = max_request_bytes
         self._read_timeout_s = read_timeout_s
         self._uid = current_uid() if allowed_uid is None else allowed_uid
@@ -128,6 +153,9 @@ class ControlServer:
             return
         self._server.close()
         self._server = None
+        for conn in self._connections.values():
+            if conn.streaming:  # a follower never ends by itself: hang up on it
+                conn.writer.transport.abort()
         others = [t for t in self._connections if t is not asyncio.current_task()]
         if others:
             _done, pending = await asyncio.wait(others, timeout=2.0)
@@ -149,14 +177,18 @@ class ControlServer:
         if task is not None:
             self._connections[task] = conn
         try:
+            answer: dict[str, Any] | AsyncIterator[dict[str, Any]]
             if self._make_room(conn):
-                reply = await self._answer(reader, writer, conn)
+                answer = await self._answer(reader, writer, conn)
             else:
-                reply = error_reply(f"server busy: {self._cap} requests in progress")
-            if not conn.evicted:
-                async with timeout(WRITE_TIMEOUT_S):
-                    writer.write(encode(reply))
-                    await writer.drain()
+                answer = error_reply(f"server busy: {self._cap} requests in progress")
+            if isinstance(answer, dict):
+                if not conn.evicted:
+                    async with timeout(WRITE_TIMEOUT_S):
+                        writer.write(encode(answer))
+                        await writer.drain()
+            else:
+                await self._stream(reader, writer, answer)
         except Exception as exc:  # a broken peer must never reach the event loop
             if not conn.evicted:
                 self.digest.report(
@@ -191,7 +223,7 @@ class ControlServer:
 
     async def _answer(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Connection
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
         # The line is read before a stranger is refused: closing a Unix socket with unread
         # data resets the connection on Linux, and the peer would lose the reply.
         line: bytes | _ReadError
@@ -219,11 +251,72 @@ class ControlServer:
         except RequestError as exc:
             self.digest.report("bad-request", f"control: {exc}")
             return error_reply(str(exc))
+        if message["cmd"] in STREAM_COMMANDS:
+            return await self._open_stream(message, conn)
         conn.busy = True
         try:
             return await self._handle(message)
         finally:
             conn.busy = False
+
+    async def _open_stream(
+        self, message: dict[str, Any], conn: _Connection
+    ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        """The streamer's generator once its first message (the reply) said ok; else the reply."""
+        if self._streamer is None:
+            return error_reply(f"{message['cmd']!r} is not served by this supervisor")
+        followers = sum(1 for c in self._connections.values() if c.streaming and not c.evicted)
+        if followers >= MAX_FOLLOWERS:
+            self.digest.report("followers", f"control: {MAX_FOLLOWERS} followers already; refused one")
+            return error_reply(f"too many followers: {MAX_FOLLOWERS} already attached")
+        stream = self._streamer(message)
+        try:
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            return error_reply("internal error: the stream ended before its reply")
+        except Exception as exc:
+            self.digest.report(
+                f"streamer-{type(exc).__name__}", f"control: the streamer failed on {message!r}",
+                level=logging.ERROR, exc_info=True,
+            )
+            return error_reply(f"internal error: {type(exc).__name__}: {exc}")
+        if first.get("ok") is not True:
+            await _aclose(stream)
+            return first
+        conn.streaming = True
+        return _Opened(first, stream)
+
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        stream: AsyncIterator[dict[str, Any]],
+    ) -> None:
+        """Write the reply, then every message, until the stream ends or the client leaves."""
+        eof = asyncio.ensure_future(_until_eof(reader))
+        item: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            while True:
+                item = asyncio.ensure_future(stream.__anext__())
+                done, _ = await asyncio.wait({item, eof}, return_when=asyncio.FIRST_COMPLETED)
+                if item not in done:  # the client closed its end (or was hung up on)
+                    return
+                try:
+                    message = item.result()
+                except StopAsyncIteration:
+                    return
+                item = None
+                async with timeout(STREAM_WRITE_TIMEOUT_S):
+                    writer.write(encode(message))
+                    await writer.drain()
+        finally:
+            # The streamer's pending step is cancelled inside it (its ``finally`` runs), then
+            # it is closed; nothing of a follower outlives its connection.
+            pending = [task for task in (item, eof) if task is not None and not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            with contextlib.suppress(Exception):
+                await _aclose(stream)
 
     async def _handle(self, message: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -260,6 +353,40 @@ class ControlServer:
         if uid is None or self._uid is None or uid == self._uid:
             return None
         return f"permission denied: uid {uid} is not the supervisor's uid {self._uid}"
+
+
+class _Opened:
+    """A stream whose reply is ready: yields the reply first, then the streamer's messages."""
+
+    def __init__(self, first: dict[str, Any], stream: AsyncIterator[dict[str, Any]]) -> None:
+        self._first: dict[str, Any] | None = first
+        self._stream = stream
+
+    def __aiter__(self) -> _Opened:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await self._stream.__anext__()
+
+    async def aclose(self) -> None:
+        await _aclose(self._stream)
+
+
+async def _aclose(stream: AsyncIterator[dict[str, Any]]) -> None:
+    """Close an async generator (its ``finally`` runs: the follower unsubscribes)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Read (and ignore) whatever a follower sends, until it closes its end."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(4096):
+            pass
 
 
 async def _discard_line(reader: asyncio.StreamReader, budget: int) -> None:

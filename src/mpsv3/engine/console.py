@@ -10,23 +10,37 @@ the log files' format) or, for a line without one, of the moment it is written. 
 width is fixed when the first line is written, so every line lines up from the start; each
 service gets a colour of its own, in config order, from a palette without red or yellow
 (those mean trouble; a healthy service must not look like one).
+
+Who else reads it: followers (``mpsv3 attach``, through the control server) get every chunk
+the console writes, fed on the console thread into a bounded buffer of their own
+(:class:`ConsoleFollower`): a slow follower loses lines (and is told how many), it never
+holds up the console, the loop or another follower. Under ``up -d`` the console writes to
+``logs/console.log``, which it rotates by size (:meth:`Console.rotate_file`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import contextlib
 import functools
+import os
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["COLOURS", "CONSOLE_QUEUE_BYTES", "STAMP_LEN", "Console", "clock_time", "is_stamped"]
+__all__ = [
+    "COLOURS", "CONSOLE_QUEUE_BYTES", "FOLLOWER_BUDGET", "STAMP_LEN", "Console", "ConsoleFollower",
+    "clock_time", "is_stamped",
+]
 
 CONSOLE_QUEUE_BYTES = 8 * 1024 * 1024
+#: What one follower may have waiting before its further chunks are dropped.
+FOLLOWER_BUDGET = 1024 * 1024
 #: Service prefix colours (ANSI SGR): cyan, green, blue, magenta and their bright forms.
 COLOURS = ("36", "32", "34", "35", "96", "92", "94", "95")
 SUPERVISOR = "mpsv3"
@@ -60,6 +74,101 @@ def clock_time(second: str) -> str:
     except ValueError:
         return second[11:19]
     return time.strftime("%H:%M:%S", time.localtime(moment))
+
+
+class ConsoleFollower:
+    """One follower of the console (``mpsv3 attach``): a bounded buffer between two threads.
+
+    The console thread calls :meth:`feed` with each chunk it writes; the follower's task, on
+    ``loop``, awaits :meth:`read`. When more than ``budget`` bytes wait (the follower reads
+    too slowly), further chunks are dropped and counted, and the next read says how many
+    lines were lost. :meth:`feed` never blocks; :meth:`read` returns None once closed and
+    drained. Owned by the task that follows; fed by the console's thread (a lock guards it).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, budget: int = FOLLOWER_BUDGET) -> None:
+        self._loop = loop
+        self._budget = budget
+        self._lock = threading.Lock()
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._dropped = 0
+        self._closed = False
+        self._signalled = False
+        self._wake = asyncio.Event()  # set only on the loop
+
+    def feed(self, data: bytes) -> None:
+        """Queue a chunk (any thread); dropped, and counted, when the budget is spent."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._size + len(data) > self._budget:
+                self._dropped += data.count(b"\n")
+            else:
+                self._chunks.append(data)
+                self._size += len(data)
+            self._signal()
+
+    def close(self) -> None:
+        """No more chunks (the console or the follower ends); :meth:`read` drains, then None."""
+        with self._lock:
+            self._closed = True
+            self._signal()
+
+    def _signal(self) -> None:
+        if self._signalled:
+            return
+        self._signalled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads any more
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def read(self) -> bytes | None:
+        """Everything queued so far (and a notice of lines lost), or None when closed."""
+        while True:
+            with self._lock:
+                if self._chunks or self._dropped:
+                    data, dropped = b"".join(self._chunks), self._dropped
+                    self._chunks, self._size, self._dropped = [], 0, 0
+                    self._signalled = False
+                    if dropped:
+                        data += f"[{dropped} lines not shown here: this follower fell behind]\n".encode()
+                    return data
+                if self._closed:
+                    return None
+                self._signalled = False
+            self._wake.clear()
+            await self._wake.wait()
+
+
+class _FileRotation:
+    """Size rotation of the file a console writes to (``up -d``: ``logs/console.log``).
+
+    Copy, then truncate, like logrotate's ``copytruncate``: the keeper and the supervisor
+    also hold that file as their stderr (opened to append), and every one of those
+    descriptors must go on writing to ``console.log``, which a rename would not give.
+    Names follow :class:`~mpsv3.engine.logfile.RotatingLog`: ``console.log.1`` is the newest.
+    """
+
+    def __init__(self, fd: int, path: Path, max_bytes: int, backups: int) -> None:
+        self._fd, self.path, self._max, self._backups = fd, path, max_bytes, backups
+
+    def check(self) -> None:
+        if os.fstat(self._fd).st_size <= self._max:
+            return
+        from mpsv3.engine.logfile import open_log_file
+
+        if self._backups > 0:
+            for index in range(self._backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+            newest = self.path.with_name(f"{self.path.name}.1")
+            newest.unlink(missing_ok=True)
+            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+            with os.fdopen(os.open(self.path, flags), "rb") as source, open_log_file(newest) as target:
+                while chunk := source.read(1 << 20):
+                    target.write(chunk)
+        os.ftruncate(self._fd, 0)
 
 
 class Console:
@@ -98,6 +207,8 @@ class Console:
         self._named = False
         self._order: dict[str, int] = {}
         self._prefixes: dict[str, bytes] = {}
+        self._followers: list[ConsoleFollower] = []
+        self._rotation: _FileRotation | None = None
         self.set_names(names)
         self._thread = threading.Thread(target=self._drain, name="mpsv3-console", daemon=True)
         self._thread.start()
@@ -112,6 +223,33 @@ class Console:
                 if not self._frozen and len(name) > self._width:
                     self._width = len(name)
                     self._prefixes = {}  # lines written before the names were known
+
+    def follow(self, follower: ConsoleFollower) -> None:
+        """Feed ``follower`` every chunk written from now on (until :meth:`unfollow` or close)."""
+        with self._lock:
+            self._followers.append(follower)
+
+    def unfollow(self, follower: ConsoleFollower) -> None:
+        with self._lock:
+            if follower in self._followers:
+                self._followers.remove(follower)
+        follower.close()
+
+    def rotate_file(self, path: Path, max_bytes: int, backups: int) -> bool:
+        """Rotate by size when this console writes to the file ``path`` (``up -d``).
+
+        Only when the console's stream is that very file (same device and inode), so a
+        console on a terminal, a pipe or another file is left alone. Whether it applies.
+        """
+        try:
+            fd = self._stream.fileno()
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except (OSError, ValueError, AttributeError):
+            return False
+        if same:
+            with self._lock:
+                self._rotation = _FileRotation(fd, path, max_bytes, backups)
+        return same
 
     def _prefix(self, name: str, level: str) -> bytes:
         key = f"{name}\0{level}"
@@ -167,14 +305,23 @@ class Console:
             with self._lock:
                 self._queued -= len(data)
                 dropped, self._dropped = self._dropped, {}
+                followers, rotation = list(self._followers), self._rotation
             for source, count in dropped.items():
                 notice = f"{count} lines of {source} not shown: the console is too slow; see logs/{source}.log\n"
                 out += self._now() + self._prefix(SUPERVISOR, "warning") + notice.encode()
+            for follower in followers:  # before the stream: a stuck terminal must not starve them
+                follower.feed(out)
             with contextlib.suppress(OSError, ValueError):
                 self._stream.write(out)
                 self._stream.flush()
+                if rotation is not None:
+                    rotation.check()
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread."""
+        """Write what is queued, then stop the thread; followers see the end."""
         self._queue.put(None)
         self._thread.join(timeout=5)
+        with self._lock:
+            followers, self._followers = self._followers, []
+        for follower in followers:
+            follower.close()

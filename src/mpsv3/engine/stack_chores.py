@@ -1,5 +1,6 @@
 """Everything around the services that ``up`` runs for its whole life: files, leftovers, the
-control server, the watcher, metrics, legacy locks, alerts.
+control server (and what its followers follow: the console, the events), the watcher,
+metrics, legacy locks, alerts, the systemd notify protocol.
 
 Why apart from the supervisor: these are I/O chores with no say in any service's lifecycle.
 The supervisor decides; this object opens and closes what it needs, in the right order:
@@ -11,19 +12,27 @@ services were spawned (nothing here may delay a spawn). Owned by one supervisor,
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mpsv3 import platform
 from mpsv3.engine.alerts import run_alert
-from mpsv3.engine.events import EventBus
+from mpsv3.engine.console import ConsoleFollower
+from mpsv3.engine.events import Event, EventBus
 from mpsv3.engine.legacy_locks import clean_legacy_locks
 from mpsv3.engine.reporter import Reporter
 from mpsv3.engine.run_record import RunRecord
+from mpsv3.engine.sd_notify import Entry, NotifyReporter, from_environment
+from mpsv3.platform.containment import keeper_pid
 
 if TYPE_CHECKING:
     from mpsv3.engine.runner import ServiceRunner
     from mpsv3.engine.supervisor import Supervisor
+
+#: Events an ``events`` follower may have waiting; past that its stream ends with an error.
+EVENTS_BACKLOG = 10_000
 
 
 class StackChores:
@@ -37,6 +46,7 @@ class StackChores:
         self._control: Any = None
         self._watcher: Any = None
         self._metrics: Any = None
+        self._notify: NotifyReporter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         #: Leftovers this supervisor ended (``status --json``: ``supervisor.reclaimed``).
         self.reclaimed: list[dict[str, Any]] = []
@@ -57,13 +67,45 @@ class StackChores:
         )
         bus.subscribe(reporter.on_event)
         bus.on_flush(reporter.flush)
+        if self._sup.console is not None:  # up -d: the console is logs/console.log
+            self._sup.console.rotate_file(state_dir / "logs" / "console.log", plan.logs_max_bytes, plan.logs_backups)
+        self._start_notify(bus)
         return bus
 
     def close_files(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
         if self._bus is not None:
             self._bus.close()
         if self._reporter is not None:
             self._reporter.close()
+
+    # --------------------------------------------------------------- systemd notify
+
+    def _start_notify(self, bus: EventBus) -> None:
+        """Speak the notify protocol when systemd gave us a socket (``NOTIFY_SOCKET``)."""
+        keeper = keeper_pid()
+        pids = [os.getpid(), *([keeper] if keeper is not None else [])]
+        self._notify = from_environment(os.environ, pids=pids, entries=self._entries, settled=self._settled)
+        if self._notify is not None:
+            bus.subscribe(self._notify.on_event)
+            self._notify.start(asyncio.get_running_loop())
+
+    def _entries(self) -> list[Entry]:
+        sup, selected = self._sup, self._sup.selected
+        runners = [sup.runners[s.id] for s in sup.plan.services if s.id in selected and s.id in sup.runners]
+        return [Entry(r.spec.id, r.state.value, r.status(None)["next_restart_in_s"]) for r in runners]
+
+    def _settled(self) -> bool:
+        """Every wanted service ``up`` started runs the current config and is ready."""
+        sup = self._sup
+        for sid in sup.selected:
+            runner = sup.runners.get(sid)
+            if runner is None or runner.spec != sup.plan.service(sid):
+                return False  # not yet added, or still the old config's (being stopped)
+            if runner.wanted and not runner.model.satisfies_dependents:
+                return False
+        return True
 
     # --------------------------------------------------------------------- leftovers
 
@@ -144,10 +186,57 @@ class StackChores:
         where = InstanceRef(plan.name, Path(plan.state_dir), Path(plan.config_path))
 
         async def handle(request: dict[str, Any]) -> dict[str, Any]:
+            if request.get("cmd") == "down" and self._notify is not None:
+                self._notify.stopping()
             return await dispatch(self._sup, request)
 
-        self._control = ControlServer(socket_path(where), handle)
+        self._control = ControlServer(socket_path(where), handle, streamer=self._follow)
         await self._control.start()
+
+    async def _follow(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The streaming verbs: ``attach`` (the console) and ``events`` (status, then events)."""
+        stream = self._follow_console() if request.get("cmd") == "attach" else self._follow_events()
+        async for message in stream:
+            yield message
+
+    def _header(self) -> dict[str, Any]:
+        return {"instance": self._sup.plan.name, "pid": self._sup.up_pid, "engine_pid": os.getpid()}
+
+    async def _follow_console(self) -> AsyncIterator[dict[str, Any]]:
+        console = self._sup.console
+        if console is None:
+            yield {"ok": False, "error": "this supervisor runs with --quiet: it has no console to follow "
+                   "(mpsv3 logs -f follows the log files)"}
+            return
+        follower = ConsoleFollower(asyncio.get_running_loop())
+        console.follow(follower)  # before the reply: no line falls between the two
+        try:
+            yield {"ok": True, "result": self._header()}
+            while (data := await follower.read()) is not None:
+                yield {"text": data.decode("utf-8", "replace")}
+        finally:
+            console.unfollow(follower)
+
+    async def _follow_events(self) -> AsyncIterator[dict[str, Any]]:
+        assert self._bus is not None
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        lost: list[bool] = []
+
+        def on_event(event: Event) -> None:
+            if queue.qsize() >= EVENTS_BACKLOG:
+                lost.append(True)
+            else:
+                queue.put_nowait(event)
+
+        unsubscribe = self._bus.subscribe(on_event)  # with the snapshot below, in one step
+        try:
+            selected = [s.id for s in self._sup.plan.services if s.id in self._sup.selected]
+            yield {"ok": True, "result": {**self._header(), "status": self._sup.status(), "selected": selected}}
+            while not (lost and queue.empty()):
+                yield {"event": await queue.get()}
+            yield {"error": f"this follower fell behind by {EVENTS_BACKLOG} events; the stream ends"}
+        finally:
+            unsubscribe()
 
     def _watch_table(self) -> dict[str, tuple[list[str], int]]:
         return {
