@@ -9,7 +9,9 @@ signals a process itself.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -129,12 +131,40 @@ class ProcessTree(Protocol):
 
 def leader_identity(pid: int, env: dict[str, str]) -> tuple[float, tuple[str, str] | None]:
     """What recognises a spawned tree later: its leader's start time and its markers."""
-    try:
-        create_time = psutil.Process(pid).create_time()
-    except psutil.Error:
+    create_time = start_time(pid)
+    if create_time is None:
         create_time = time.time()
     instance, service = env.get(INSTANCE_MARKER), env.get(SERVICE_MARKER)
     return create_time, ((instance, service) if instance and service else None)
+
+
+def start_time(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since the epoch, as psutil's ``create_time`` says it.
+
+    Linux reads ``/proc`` (boot time plus the start tick) without loading psutil; elsewhere
+    psutil. None when the process is gone.
+    """
+    if sys.platform == "linux":
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def _boot_time() -> float:
+    if not _BOOT:
+        with open("/proc/stat", "rb") as handle:
+            _BOOT.append(float(next(line for line in handle if line.startswith(b"btime")).split()[1]))
+    return _BOOT[0]
+
+
+_BOOT: list[float] = []
 
 
 def process_markers(instance: str, service: str) -> dict[str, str]:

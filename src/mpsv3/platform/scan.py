@@ -49,6 +49,16 @@ def describe_process(pid: int) -> str:
 def self_and_ancestors() -> set[int]:
     """This process and every ancestor: never a target, whatever their environment says."""
     pids = {os.getpid()}
+    if os.path.isdir("/proc/self"):  # Linux: without psutil
+        pid = os.getppid()
+        while pid > 0 and pid not in pids:
+            pids.add(pid)
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as handle:
+                    pid = int(handle.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                break
+        return pids
     with contextlib.suppress(psutil.Error):
         pids.update(parent.pid for parent in psutil.Process().parents())
     return pids
