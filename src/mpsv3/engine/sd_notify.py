@@ -27,7 +27,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +69,7 @@ def status_text(entries: Sequence[Entry]) -> str:
     return "; ".join(parts)
 
 
-def watchdog_interval(environ: dict[str, str] | os._Environ[str], pids: Sequence[int]) -> float | None:
+def watchdog_interval(environ: Mapping[str, str], pids: Sequence[int]) -> float | None:
     """Seconds between ``WATCHDOG=1`` pings (half of ``WATCHDOG_USEC``), or None for none.
 
     ``WATCHDOG_PID``, when set, must be one of ``pids`` (this process, or the keeper that
@@ -236,7 +236,7 @@ class NotifyReporter:
 
 
 def from_environment(
-    environ: dict[str, str] | os._Environ[str],
+    environ: Mapping[str, str],
     *,
     pids: Sequence[int],
     entries: Callable[[], Sequence[Entry]],
