@@ -88,7 +88,11 @@ def run_detached(plan: StackPlan, options: UpOptions, wait_timeout_s: float | No
         click.echo(f"mpsv3: instance '{plan.name}' started in the background (PID {child.pid}); console: {console_log}")
         return EXIT_OK
     waiter = StackWaiter(plan, child, console_log, offset)
-    return asyncio.run(waiter.wait(started + wait_s, wait_s))
+    try:
+        return asyncio.run(waiter.wait(started + wait_s, wait_s))
+    except KeyboardInterrupt:
+        click.echo(f"\nmpsv3: stopped waiting; {waiter.still_running()}", err=True)
+        return 130
 
 
 def refuse_if_supervised(name: str) -> None:
@@ -148,7 +152,7 @@ class StackWaiter:
             waiting = [f"{sid} ({state})" for sid, state in self.states.items() if state not in READY_STATES]
             raise MpsvError(
                 f"not ready within {wait_s:g} s: waiting for {', '.join(waiting) or 'the supervisor'}; "
-                + self._still_running()
+                + self.still_running()
             ) from None
 
     async def _follow(self) -> int:
@@ -164,9 +168,11 @@ class StackWaiter:
                 await asyncio.sleep(0.1)  # its control socket comes up after the first spawns
                 continue
             try:
-                return await self._watch(header, stream)
+                if header.get("pid") == self.child.pid:
+                    return await self._watch(header, stream)
             finally:
                 await stream.aclose()
+            await asyncio.sleep(0.1)  # a previous supervisor, still stopping: not ours
 
     async def _watch(self, header: dict[str, Any], stream: Any) -> int:
         self.pid = header.get("pid")
@@ -218,7 +224,7 @@ class StackWaiter:
     def _failed(self, sid: str, state: str, reason: Any) -> None:
         if state in FAILED_STATES:
             why = f" ({reason})" if reason else ""
-            raise MpsvError(f"{sid} failed{why} and is {state}; " + self._still_running(), EXIT_FAILURE)
+            raise MpsvError(f"{sid} failed{why} and is {state}; " + self.still_running(), EXIT_FAILURE)
 
     def _ready(self, selected: list[str], after_ms: Any) -> int:
         urls = []
@@ -238,7 +244,7 @@ class StackWaiter:
         if code is not None:
             raise MpsvError(f"the detached supervisor exited with code {code}{self._console_tail()}", code or 1)
 
-    def _still_running(self) -> str:
+    def still_running(self) -> str:
         config = self.plan.config_path
         return (
             f"the supervisor (PID {self.pid or self.child.pid}) keeps running: "
