@@ -110,6 +110,7 @@ def test_windows_task(spec: UnitSpec, scope: str) -> None:
     assert arguments is not None and arguments.text is not None
     assert f'"{spec.config_path}"' in arguments.text  # a path with a space is quoted
     assert root.find(f"{TASK}Settings/{TASK}ExecutionTimeLimit").text == "PT0S"  # type: ignore[union-attr]
+    assert root.find(f"{TASK}RegistrationInfo/{TASK}URI").text == "\\mpsv3-shop"  # type: ignore[union-attr]
     principal = root.find(f"{TASK}Principals/{TASK}Principal/{TASK}UserId")
     if scope == "user":
         assert root.find(f"{TASK}Triggers/{TASK}LogonTrigger/{TASK}UserId").text == "HOST\\ada"  # type: ignore[union-attr]

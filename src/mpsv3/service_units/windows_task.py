@@ -17,33 +17,11 @@ from mpsv3.service_units.spec import UnitSpec
 
 NAMESPACE = "http://schemas.microsoft.com/windows/2004/02/mit/task"
 SYSTEM_SID = "S-1-5-18"
-
-
-def task_name(spec: UnitSpec) -> str:
-    return spec.name
-
-
-def render(spec: UnitSpec, user: str) -> str:
-    """The task's XML text (``user``: ``DOMAIN\\name`` of the account, for ``--user``)."""
-    system = spec.scope == "system"
-    account = SYSTEM_SID if system else user
-    trigger = (
-        "    <BootTrigger>\n      <Enabled>true</Enabled>\n    </BootTrigger>"
-        if system
-        else f"    <LogonTrigger>\n      <Enabled>true</Enabled>\n      <UserId>{escape(user)}</UserId>\n    </LogonTrigger>"
-    )
-    principal = (
-        f"      <UserId>{account}</UserId>\n      <RunLevel>HighestAvailable</RunLevel>"
-        if system
-        else f"      <UserId>{escape(account)}</UserId>\n      <LogonType>S4U</LogonType>\n"
-        "      <RunLevel>LeastPrivilege</RunLevel>"
-    )
-    program, *arguments = spec.up
-    return f"""<?xml version="1.0" encoding="UTF-16"?>
-<Task version="1.2" xmlns="{NAMESPACE}">
+TEMPLATE = """<?xml version="1.0" encoding="UTF-16"?>
+<Task version="1.2" xmlns="{namespace}">
   <RegistrationInfo>
-    <Description>mpsv3 stack {escape(spec.instance)} ({escape(spec.config_path)})</Description>
-    <URI>\\{escape(task_name(spec))}</URI>
+    <Description>mpsv3 stack {instance} ({config})</Description>
+    <URI>\\{name}</URI>
   </RegistrationInfo>
   <Triggers>
 {trigger}
@@ -78,10 +56,37 @@ def render(spec: UnitSpec, user: str) -> str:
   </Settings>
   <Actions Context="Author">
     <Exec>
-      <Command>{escape(program)}</Command>
-      <Arguments>{escape(subprocess.list2cmdline(arguments))}</Arguments>
-      <WorkingDirectory>{escape(spec.working_dir)}</WorkingDirectory>
+      <Command>{program}</Command>
+      <Arguments>{arguments}</Arguments>
+      <WorkingDirectory>{cwd}</WorkingDirectory>
     </Exec>
   </Actions>
 </Task>
 """
+
+
+def task_name(spec: UnitSpec) -> str:
+    return spec.name
+
+
+def render(spec: UnitSpec, user: str) -> str:
+    """The task's XML text (``user``: ``DOMAIN\\name`` of the account, for ``--user``)."""
+    system = spec.scope == "system"
+    account = SYSTEM_SID if system else user
+    trigger = (
+        "    <BootTrigger>\n      <Enabled>true</Enabled>\n    </BootTrigger>"
+        if system
+        else f"    <LogonTrigger>\n      <Enabled>true</Enabled>\n      <UserId>{escape(user)}</UserId>\n    </LogonTrigger>"
+    )
+    principal = (
+        f"      <UserId>{account}</UserId>\n      <RunLevel>HighestAvailable</RunLevel>"
+        if system
+        else f"      <UserId>{escape(account)}</UserId>\n      <LogonType>S4U</LogonType>\n"
+        "      <RunLevel>LeastPrivilege</RunLevel>"
+    )
+    program, *arguments = spec.up
+    return TEMPLATE.format(
+        namespace=NAMESPACE, instance=escape(spec.instance), config=escape(spec.config_path),
+        name=escape(task_name(spec)), trigger=trigger, principal=principal, program=escape(program),
+        arguments=escape(subprocess.list2cmdline(arguments)), cwd=escape(spec.working_dir),
+    )
