@@ -172,6 +172,7 @@ def test_the_production_stack_end_to_end(production_stack: Callable[[], Producti
         proc = psutil.Process(stack.service(sid)["pid"])
         assert proc.username() == user, f"{sid} runs as {proc.username()}"
     assert of(events, "redis", "ready")  # by READY=1 on $NOTIFY_SOCKET, sent as `redis`
+    assert stack.service("web")["rss_bytes"] > 20 << 20  # gunicorn's whole tree (limits.memory_mb)
 
     # A request through nginx reaches the app, the database, and (by the queue) a worker.
     index = get(stack, "/")
@@ -242,6 +243,7 @@ def test_the_production_stack_end_to_end(production_stack: Callable[[], Producti
     assert "migrate: applied 0 (none), 2 already current" in (stack.state_dir / "logs" / "migrate.log").read_text()
     assert [get(stack, f"/orders/{n}")["item"] for n in (tea, coffee)] == ["tea", "coffee"]
     stack.wait_state("queue-monitor", "ready", timeout=30)
+    assert "worker-3" not in {s["id"] for s in stack.status()["services"]}  # scale lasts one run
 
     # kill -9 of keeper and supervisor at once: the leaders die with them (parent-death signal,
     # kept across the switch to postgres and redis); what they leave (gunicorn's and nginx's
@@ -259,4 +261,5 @@ def test_the_production_stack_end_to_end(production_stack: Callable[[], Producti
     assert "stopped" in ok(stack.cli("down", timeout=120))
     assert stack.process is not None and stack.process.wait(timeout=60) == 0
     stack.process = None
-    print(f"first up: {first_up_s:.1f} s; whole run: {time.monotonic() - t0:.1f} s")
+    print(f"first up: {first_up_s:.1f} s; whole run: {time.monotonic() - t0:.1f} s; "
+          f"reclaimed after kill -9: {len(left)}")

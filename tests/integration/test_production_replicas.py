@@ -117,6 +117,8 @@ def test_scale_adds_and_removes_replicas_at_run_time(make_stack: Any) -> None:
     for sid in ("worker-3", "worker-4"):
         stack.wait_event(lambda e, sid=sid: e["event"] == "ready" and e["service"] == sid)
     assert log_lines(stack, "worker-4") == ["ready 4 slot-4"]
+    shown = ok(stack.cli("logs", "worker", "-c", str(stack.config_path))).splitlines()
+    assert sorted(line.split(" | ")[0].strip() for line in shown) == [f"worker-{n}" for n in range(1, 5)]
     pids = {s["id"]: s["pid"] for s in stack.status()["services"]}
 
     removed = ok(stack.cli("scale", "worker", "1")).strip().rpartition("removed: ")[2].rstrip(")")
