@@ -65,6 +65,39 @@ def test_a_completed_task_is_not_rerun_when_its_dependents_restart(make_stack: A
     assert stack.stop() == 0
 
 
+def test_a_change_to_a_tasks_watched_file_reruns_it_then_restarts_its_dependents(
+    make_stack: Any, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    init = py(f"import time\nopen({str(runs)!r}, 'a').write('run' + chr(10))\ntime.sleep(0.2)")
+    stack = make_stack(f"""
+        version: 1
+        services:
+          - id: migrate
+            kind: task
+            cmd: {init}
+            watch: {{paths: [migrations.sql], debounce_ms: 100}}
+          - id: app
+            cmd: {SLEEPER}
+            requires: [migrate]
+            readiness: {{log: {{pattern: "^up$"}}}}
+    """)
+    (stack.root / "migrations.sql").write_text("-- 1\n")
+    stack.start()
+    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app")
+    stack.wait_event(lambda e: e["event"] == "watcher_started")
+    time.sleep(0.3)
+    mark = len(stack.events())
+    (stack.root / "migrations.sql").write_text("-- 2\n")
+    ready = stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app", after=mark)
+    after = stack.events()[mark:]
+    completed = next(i for i, e in enumerate(after) if e["service"] == "migrate" and e.get("to") == "completed")
+    app_spawn = next(i for i, e in enumerate(after) if e["service"] == "app" and e["event"] == "spawned")
+    assert completed < app_spawn < after.index(ready)
+    assert runs.read_text() == "run\nrun\n" and len(of(stack.events(), "app", "spawned")) == 2
+    assert stack.stop() == 0
+
+
 def test_a_failing_task_backs_off_and_its_dependent_waits_until_it_completes(
     make_stack: Any, tmp_path: Path
 ) -> None:
