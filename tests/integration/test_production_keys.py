@@ -126,10 +126,6 @@ def test_a_failing_task_backs_off_and_its_dependent_waits_until_it_completes(
     assert stack.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: the orphan reaper (platform/linux.py reap_orphans, on SIGCHLD) reaps a new "
-    "service whose program already exited while spawn() awaits connect_read_pipe, before "
-    "register_child(); the pidfd reader then gets ChildProcessError and reports exit 255"))
 def test_a_program_that_exits_at_once_is_reported_with_its_own_exit_code(make_stack: Any) -> None:
     services = "".join(f"""
           - id: quick{i}

@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from production_support import SLEEPER, alive, log_lines, ok, wait_for
 
 from support import Event, Stack, py
@@ -98,10 +97,6 @@ def test_a_rolling_restart_of_three_replicas_never_has_fewer_than_two_ready(make
     assert stack.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: a rolling restart goes on to the next replica when the new one crashed "
-    "(ServiceRunner.settled_since counts backoff as settled), so a bad release takes down "
-    "every replica; the contract: the next only once the new one is ready"))
 def test_a_rolling_restart_does_not_go_past_a_replica_that_does_not_come_back(make_stack: Any) -> None:
     stack = replicated(make_stack, 3, "\n            restart: {backoff: {base_ms: 200, factor: 1}, max_retries: 100}")
     old = {s["id"]: s["pid"] for s in stack.status()["services"]}
@@ -116,9 +111,6 @@ def test_a_rolling_restart_does_not_go_past_a_replica_that_does_not_come_back(ma
     assert stack.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: a file change restarts every replica at once (Supervisor.on_files_changed "
-    "calls file_changed on each replica's runner); the contract says it rolls like `restart`"))
 def test_a_change_to_a_replicated_services_files_rolls_it(make_stack: Any) -> None:
     stack = replicated(make_stack, 2, "\n            watch: {paths: [code.py], debounce_ms: 100}")
     stack.wait_event(lambda e: e["event"] == "watcher_started")

@@ -28,7 +28,7 @@ EVENT_NAMES = frozenset(
         "state", "spawned", "ready", "probe_failed", "probe_passed", "exited", "backoff",
         "quarantined", "alert", "released", "restarting", "reload", "stopping", "stopped",
         "port_conflict", "watcher_started", "watcher_fallback", "config_reloaded",
-        "config_rejected", "spawn_failed", "shutdown", "stack_ready", "supervisor_error", "limit_exceeded", "keeper_lost",
+        "config_rejected", "spawn_failed", "shutdown", "stack_ready", "supervisor_error", "limit_exceeded", "keeper_lost", "shutdown_started", "rollout_halted",
     }
 )
 

@@ -28,6 +28,7 @@ from mpsv3.engine.pump import OutputPump
 from mpsv3.engine.resources import Usage, watch_memory
 from mpsv3.engine.runner_context import LastExit, RunnerContext
 from mpsv3.engine.service_status import service_status
+from mpsv3.errors import MpsvError
 from mpsv3.plan import ServicePlan
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
 from mpsv3.platform.pressure import is_exhaustion
@@ -81,7 +82,7 @@ class ServiceRunner:
         self.model = Model()
         self.tree: ProcessTree | None = None
         self.last_exit: LastExit | None = None
-        self._log = RotatingLog(ctx.state_dir / "logs" / f"{spec.id}.log", ctx.log_max_bytes, ctx.log_backups)
+        self._log: RotatingLog | None = None  # opened at the first spawn (a failure fails the spawn)
         self._group: TaskGroup | None = None
         self._queue: deque[Event] = deque()
         self._busy = False
@@ -249,15 +250,34 @@ class ServiceRunner:
             if tree is not None:
                 with contextlib.suppress(Exception):
                     await platform.terminate(tree, self.spec.stop.signal, self.spec.stop.grace_s)
-            self._log.close()
+            if self._log is not None:
+                self._log.close()
 
     # -------------------------------------------------------------------- the effects
 
     async def _check_ports(self) -> None:
         self.post(PortsChecked(await self.ctx.check_ports(self.spec)))
 
+    def _open_log(self) -> RotatingLog | str:
+        """The service's log file, or why it cannot be opened (a failed start, not ours)."""
+        if self._log is None:
+            path = self.ctx.state_dir / "logs" / f"{self.spec.id}.log"
+            try:
+                self._log = RotatingLog(path, self.ctx.log_max_bytes, self.ctx.log_backups)
+            except OSError as exc:
+                if is_exhaustion(exc):
+                    raise
+                return f"cannot open its log {path}: {exc.strerror or exc}"
+            except MpsvError as exc:
+                return f"cannot open its log: {exc}"
+        return self._log
+
     async def _spawn(self, attempt: int) -> None:
         spec = self.spec
+        log = self._open_log()
+        if isinstance(log, str):
+            self.post(SpawnFailed(log))
+            return
         env = self.environment()
         env.update(platform.process_markers(self.ctx.instance, spec.id))
         notify = None
@@ -278,7 +298,7 @@ class ServiceRunner:
             return
         self.tree, self._notify, self._leader_gone = tree, notify, False
         self._spawned_at = self.ctx.clock()
-        self._pump = pump = OutputPump(spec.id, self._log, self.ctx.console)
+        self._pump = pump = OutputPump(spec.id, log, self.ctx.console)
         pump.on_error = lambda exc: self.ctx.report(f"log:{exc.errno}", exc, spec.id)
         self.post(Spawned(tree.pid, tree.pgid, attempt))  # StartGate attaches a log listener
         pump_task = self._task(pump.run(tree.output))
@@ -291,10 +311,15 @@ class ServiceRunner:
         status = await tree.wait()
         self._leader_gone = True
         if self._stop_task is None:
-            # The leader is gone; what it left in its group must not outlive it (ports!).
-            if tree.alive_members():
-                self._stop_task = asyncio.current_task()  # type: ignore[assignment]
-                await platform.terminate(tree, self.spec.stop.signal, self.spec.stop.grace_s)
+            try:
+                # The leader is gone; what it left in its group must not outlive it (ports!).
+                if tree.alive_members():
+                    self._stop_task = asyncio.current_task()  # type: ignore[assignment]
+                    await platform.terminate(tree, self.spec.stop.signal, self.spec.stop.grace_s)
+            except Exception as exc:  # e.g. EMFILE reading the group: the exit still counts
+                self.ctx.report(f"exit:{type(exc).__name__}", exc, self.spec.id)
+                with contextlib.suppress(Exception):
+                    tree.kill()
             self._finish(tree, status, pump_task, stopped=self.model.stopping)
         with contextlib.suppress(asyncio.TimeoutError, TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(pump_task), DRAIN_AFTER_EXIT_S)

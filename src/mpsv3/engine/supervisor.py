@@ -95,6 +95,7 @@ class Supervisor:
         self._changed = asyncio.Event()
         self._ctx: RunnerContext | None = None
         self._restart_dependents_when_ready: set[str] = set()
+        self._rolling: set[str] = set()
         self._stack_ready_sent = False
 
     def _expand(self, ids: Sequence[str]) -> list[str]:
@@ -201,6 +202,8 @@ class Supervisor:
         return keeper or os.getpid()
 
     def request_shutdown(self) -> None:
+        if not self._shutdown.is_set() and self.bus is not None:
+            self.bus.emit("shutdown_started", pid=self.up_pid)
         self._shutdown.set()
 
     def spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -213,7 +216,9 @@ class Supervisor:
         self.chores.background(chore)
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
-        for signame in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        # SIGHUP: the terminal of a foreground `up` closed; SIGQUIT: asked to quit. Both stop
+        # the stack in order, as SIGINT and SIGTERM do (their default action would kill us).
+        for signame in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGBREAK"):
             signum = getattr(signal, signame, None)
             if signum is None:
                 continue
@@ -321,7 +326,45 @@ class Supervisor:
         watch = runner.spec.watch
         if watch.restart_dependents and watch.on_change == "restart" and runner.wanted:
             self._restart_dependents_when_ready.add(service)
+        members = [m for m in self.plan.members().get(runner.spec.template, [service]) if m in self.runners]
+        if watch.on_change == "restart" and len(members) > 1:
+            # A replicated service's replicas see the same change: roll it, one at a time.
+            assert self.bus is not None
+            self.bus.emit("reload", service, paths=paths[:5], count=len(paths), action="restart (rolling)")
+            self.roll(runner.spec.template, members, "reload")
+            return
         runner.file_changed(paths)
+
+    def roll(self, template: str, ids: list[str], reason: str) -> bool:
+        """Restart ``ids`` one at a time, each once the one before is ready again.
+
+        A replica that does not come back (backoff, quarantine...) halts the roll there, so a
+        bad release never takes the whole pool down. False when a roll of ``template`` is
+        already under way (it reads the new files and config as it goes).
+        """
+        if template in self._rolling:
+            return False
+        self._rolling.add(template)
+        self.background(self._roll(template, ids, reason))
+        return True
+
+    async def _roll(self, template: str, ids: list[str], reason: str) -> None:
+        try:
+            for sid in ids:
+                runner = self.runners.get(sid)
+                if runner is None or not runner.wanted:
+                    continue
+                spawns = runner.model.spawns
+                runner.restart(reason)
+                await self.wait_for(functools.partial(runner.settled_since, spawns))
+                if not (runner.model.spawns > spawns and runner.model.satisfies_dependents):
+                    assert self.bus is not None
+                    left = ids[ids.index(sid) + 1 :]
+                    self.bus.emit("rollout_halted", template, replica=sid, state=runner.state.value,
+                                  reason=runner.reason, not_restarted=left, level="warning")
+                    return
+        finally:
+            self._rolling.discard(template)
 
     async def _restart_dependents(self, sid: str) -> None:
         """After ``sid`` is ready again: restart its dependents, layer by layer, in order."""

@@ -11,7 +11,6 @@ Runs on the supervisor's loop.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -42,6 +41,7 @@ class Stack(Protocol):
     def up_pid(self) -> int: ...
     def request_shutdown(self) -> None: ...
     def background(self, chore: Coroutine[Any, Any, None]) -> None: ...
+    def roll(self, template: str, ids: list[str], reason: str) -> bool: ...
     async def wait_for(self, condition: Callable[[], bool]) -> None: ...
 
 
@@ -126,19 +126,9 @@ def _restart(stack: Stack, sid: str, ids: list[str]) -> str:
     if len(ids) == 1:
         stack.runners[ids[0]].restart("manual")
         return f"restarting {ids[0]}"
-    stack.background(_roll(stack, ids))
+    if not stack.roll(sid, ids, "manual"):
+        return f"{sid} is already restarting, one replica at a time"
     return f"restarting {sid}: {len(ids)} replicas, one at a time"
-
-
-async def _roll(stack: Stack, ids: list[str]) -> None:
-    """A rolling restart: the next replica only once the one before is ready again."""
-    for sid in ids:
-        runner = stack.runners.get(sid)
-        if runner is None:
-            continue
-        spawns = runner.model.spawns
-        runner.restart("manual")
-        await stack.wait_for(functools.partial(runner.settled_since, spawns))
 
 
 def _start(stack: Stack, ids: list[str]) -> str:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from mpsv3.errors import MpsvError
@@ -88,6 +89,20 @@ def client_endpoint(state_dir: Path, name: str) -> Path:
     return _computed_path(state_dir, name)[0]
 
 
+def _connect(sock: socket.socket, path: Path, deadline: float) -> None:
+    """``connect``, waiting while the server's backlog is full (EAGAIN) until ``deadline``."""
+    pause = 0.005
+    while True:
+        try:
+            sock.connect(str(path))
+            return
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise TimeoutError from None
+            time.sleep(pause)  # a client command waiting its turn, not the supervisor
+            pause = min(pause * 2, 0.2)
+
+
 def exchange_blocking(path: Path, request: bytes, timeout_s: float) -> bytes:
     """Send ``request`` to the socket ``path`` and read the reply until the server closes.
 
@@ -97,10 +112,11 @@ def exchange_blocking(path: Path, request: bytes, timeout_s: float) -> bytes:
         TimeoutError: no complete reply within ``timeout_s``.
         ConnectionError: the server dropped the connection.
     """
+    deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         try:
-            sock.connect(str(path))
+            _connect(sock, path, deadline)
             sock.sendall(request)
             chunks = []
             size = 0

@@ -34,7 +34,7 @@ assert sys.platform == "linux"
 #: The longest a service may take to act on its stop signal once the supervisor is gone.
 SWEEP_GRACE_S = 1.0
 #: Forwarded to the supervisor: the keeper's PID is what a shell, systemd or ``kill`` sees.
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 KEEPER_ENV = "MPSV3_KEEPER_PID"
 PR_SET_CHILD_SUBREAPER = 36
 

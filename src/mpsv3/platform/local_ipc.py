@@ -221,10 +221,28 @@ def peer_uid(writer: asyncio.StreamWriter) -> int | None:
 async def open_local_connection(
     path: Path, *, limit: int = CLIENT_LIMIT
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to the Unix socket ``path``.
+    """Connect to the Unix socket ``path``, waiting while its backlog is full.
+
+    A Unix socket whose backlog is full answers a non-blocking ``connect`` with EAGAIN, which
+    asyncio would take for "in progress" and then for success; here the connect is retried
+    (with a growing pause) until it succeeds or the caller's timeout cancels it.
 
     Raises:
         FileNotFoundError, ConnectionRefusedError: nobody listens there.
         PermissionError: the socket or its directory belongs to another user.
     """
-    return await asyncio.open_unix_connection(str(path), limit=limit)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    pause = 0.005
+    try:
+        while True:
+            try:
+                sock.connect(str(path))
+                break
+            except BlockingIOError:
+                await asyncio.sleep(pause)  # the server is busy accepting: wait our turn
+                pause = min(pause * 2, 0.2)
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_unix_connection(sock=sock, limit=limit)

@@ -19,6 +19,8 @@ from typing import Any
 
 assert sys.platform == "linux"
 
+from mpsv3.platform import linux  # noqa: E402 - Linux only, like this module
+
 
 class PidfdLeader:
     """A started leader: pid, merged output, return code once reaped."""
@@ -78,6 +80,9 @@ async def start_pidfd_leader(argv: list[str], limit: int, **popen: Any) -> Pidfd
         raise
     finally:
         os.close(write_end)
+    # Before any await: the orphan reaper (SIGCHLD) must know this child is waited for, or a
+    # program that exits at once could be reaped by it while the pipe is being connected.
+    linux.register_child(child.pid)
     try:
         pidfd = os.pidfd_open(child.pid)
     except OSError:

@@ -33,6 +33,7 @@ from mpsv3.platform.base import (
     leader_identity,
 )
 from mpsv3.platform.leader import Leader, start_leader
+from mpsv3.platform.pressure import is_exhaustion
 from mpsv3.platform.scan import is_alive, iter_marked, self_and_ancestors
 from mpsv3.platform.users import credentials
 
@@ -299,6 +300,8 @@ async def spawn(
                 command, OUTPUT_LIMIT, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec, **identity
             )
     except OSError as exc:
+        if is_exhaustion(exc):
+            raise  # our shortage (EMFILE...), not the service's: the caller retries later
         raise _spawn_error(argv, exc) from exc
     if sys.platform == "linux":
         linux.register_child(proc.pid)
