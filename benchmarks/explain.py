@@ -23,7 +23,19 @@ METHOD = """\
   "none left" means no marked process is alive (zombies count as gone).
 - Children are trivial: `sleep 3600` for cold start, respawn and idle; a 30-line Python script
   (`benchmarks/children/ready.py`) that records its start time for the gate and reload
-  workloads; `benchmarks/children/flood.py` that prints numbered lines and times itself.
+  workloads; `benchmarks/children/flood.py` that prints numbered lines and times itself;
+  `benchmarks/children/talk.sh` (100 lines, then `sleep`) for the client commands.
+- Cold start: launch -> the first marked child exists (first spawn) and -> all exist, `/proc`
+  polled every 2 ms. mpsv3 keeps a compiled plan per config file, so it is started on one
+  config again and again: a first launch fills the cache (not counted), then each repetition
+  is a warm start (file unchanged: the usual case, and what the targets use) and a start
+  right after the file changed (a comment appended: the cache misses). Whether a warm start
+  really reused the plan is read from the cache entry (rewritten or not).
+- Client commands: against a running stack of 10 `talk.sh` services, the wall time from
+  starting the client process to its exit, for `status`, `logs ID -n 5` and `restart ID`
+  (supervisorctl `status`/`tail`/`restart`, circusctl `status`/`restart`, `pm2 jlist`/`logs
+  ID --lines 5 --nostream`/`restart`); after a restart the next command waits for the
+  replacement. Floors: `python -c pass` with mpsv3's interpreter, `node -e 0`.
 - Settings: every peer at its defaults except its smallest restart delay (supervisord
   `startsecs=0`; PM2 `restart_delay: 0`, `watch_delay: 0`; mpsv3 `backoff.base_ms: 0`,
   `debounce_ms: 0`) and retry limits high enough that fifty kills never give up. circus keeps
@@ -37,13 +49,22 @@ METHOD = """\
   prints `ready`; the sample is the dependency's `ready` event to the dependent's `spawned`
   event in mpsv3's `events.jsonl` (millisecond timestamps).
 - Hot reload: the watched file is rewritten; "ready" is the new child's own start time.
+- Respawn floor: the benchmark starts a marked `sleep` itself and times it the same way
+  (`Popen` -> seen in `/proc`): what no supervisor's respawn can go below on this ruler.
 - Idle: all peers idle side by side for the same window (their launches are sequential, so no
   start overlaps the window); CPU is the supervisor processes' own user+system time (children
-  excluded), memory is RSS and PSS summed over the supervisor's processes (PM2: its daemon;
-  honcho: its main process plus one helper per service).
-- Logs: the child's own runtime from its first line to its final flush, against the same
-  command with stdout on /dev/null (the floor); then every line of the log file is checked to
-  be one whole numbered record, each number exactly once.
+  excluded), wake-ups are the context switches of all their threads, memory is RSS and PSS
+  summed over the supervisor's processes (mpsv3: the keeper and the supervisor; PM2: its
+  daemon; honcho: its main process plus one helper per service).
+- Logs: the child waits for a "go" file, so the supervisor's CPU time is read just before the
+  flood; its own runtime runs from its first line to its final flush, against the same
+  command with stdout on /dev/null (the floor); then every line of the log file is checked,
+  after the peer's own prefix is stripped (mpsv3's 25-byte stamp, honcho's time and name), to
+  be exactly one whole numbered record, each number exactly once.
+- mpsv3's breakdown (never in the comparison): warm starts timed at each hand-over
+  (`mpsv3.engine` exists, first child, all children); one launch, and each client command,
+  under `PYTHONPROFILEIMPORTTIME=1` (self time summed per package); `/proc/PID/smaps` of its
+  processes at idle; the gaps between its own events for a respawn and a stop.
 - Stops that take longer than {cap:.0f} s are cut there and reported as `> {cap:.0f} s (K left)`."""
 
 

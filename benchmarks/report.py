@@ -16,7 +16,7 @@ from benchmarks.details import detail_tables
 from benchmarks.fmt import fmt_cpu, fmt_mib, fmt_s, stop_cell
 from benchmarks.stats import LineFit
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 class Table:
@@ -257,8 +257,8 @@ def docs_page(results: dict[str, Any]) -> str:
         "## Reproduce",
         "",
         "```",
-        ".venv/bin/python -m benchmarks --write-docs   # full run: installs the peers, < 15 min on 2 cores",
-        ".venv/bin/python -m benchmarks --quick        # CI size, < 2 min",
+        ".venv/bin/python -m benchmarks --write-docs   # full run: installs the peers, < 25 min on 2 cores",
+        ".venv/bin/python -m benchmarks --quick        # CI size, about 1 min (mpsv3 alone)",
         "```",
         "",
         "The peers are installed into `~/.cache/mpsv3-bench` (`MPSV3_BENCH_CACHE` overrides it):",

@@ -138,8 +138,9 @@ def client(results: dict[str, Any], peer: str) -> dict[str, dict[str, float]]:
     """Per client command (or floor interpreter): p50, p90, min, max and count of wall time."""
     out: dict[str, dict[str, float]] = {}
     found = samples(results, "client", peer)
+    answered = [s for s in found if "error" not in s]
     for command in sorted({str(s["command"]) for s in found if "command" in s}):
-        spread_ = spread(values(found, "wall_s", command=command))
+        spread_ = spread(values(answered, "wall_s", command=command))
         if spread_ is not None:
             spread_["failed"] = float(
                 sum(1 for s in found if s.get("command") == command and "error" in s)

@@ -71,6 +71,12 @@ def cold(results: dict[str, Any], size: int) -> str:
     phases = summary.phases(results)
     profiles = summary.imports(results)
     floor = _floor(results)
+    entry = summary.cold_start(results, "mpsv3").get(size, {})
+    if entry.get("first_s") is not None:
+        parts.append(
+            f"Its first child exists {fmt_s(entry['first_s'])} after launch, the last "
+            f"{fmt_s(entry['start_s'] - entry['first_s'])} later;"
+        )
     if phases is not None:
         n = int(phases["n"])
         text = (
@@ -199,7 +205,7 @@ def stop(results: dict[str, Any], size: int) -> str:
         f"{fmt_s(run['events_last_stopping_s'])}"
     )
     if exited is not None:
-        text += f"; the last exit was recorded at {fmt_s(exited)}"
+        text += f"; its last `exited` event (the child reaped) is stamped {fmt_s(exited)}"
     return text + f"; no child was left at {fmt_s(run.get('stop_s'))}."
 
 

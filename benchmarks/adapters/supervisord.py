@@ -46,6 +46,9 @@ class SupervisordAdapter(Adapter):
             "[rpcinterface:supervisor]",
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
             "",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.workdir / 'supervisor.sock'}",
+            "",
         ]
         for service in services:
             env = {**service.env, **self.marker_env(service.name)}
