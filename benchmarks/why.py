@@ -185,6 +185,13 @@ def flood(results: dict[str, Any]) -> str:
             f"({mine['cpu_s'] / lines * 1e6:.2f} µs a line: read, stamp, write to the log, copy "
             "to the console); a child waits whenever its pipe is full"
         )
+    others = []
+    for peer in results["peers"]:
+        entry = summary.logs(results, peer) if peer != "mpsv3" else None
+        if entry is not None and entry.get("cpu_s") is not None:
+            others.append(f"{peer} {fmt_s(entry['cpu_s'])}")
+    if others:
+        text += f"; the peers' CPU for the same lines: {', '.join(others)}"
     return text + "."
 
 
