@@ -71,9 +71,8 @@ class Table:
         return "\n".join(lines)
 
 
-def summary_table(results: dict[str, Any]) -> Table:
-    """The one table of the issue: every workload, one column per supervisor."""
-    table = Table(results)
+def _start_rows(table: Table, results: dict[str, Any]) -> None:
+    """Cold start per N (mpsv3: warm, and after a config change), first spawn, stop-all."""
     peers = table.peers
     cold = {peer: summary.cold_start(results, peer) for peer in peers}
     changed = summary.cold_start(results, "mpsv3", cache="miss")
@@ -94,6 +93,11 @@ def summary_table(results: dict[str, Any]) -> Table:
             "cold_start",
             {p: stop_cell(cold[p].get(size)) for p in peers},
         )
+
+
+def _client_rows(table: Table, results: dict[str, Any]) -> None:
+    """One row per client command; the first names the bare interpreters' start."""
+    peers = table.peers
     floors = summary.client(results, "floor")
     floor_text = ", ".join(
         f"{FLOOR_COMMANDS.get(name, name)}: {fmt_s(spread['p50'])}" for name, spread in floors.items()
@@ -107,6 +111,14 @@ def summary_table(results: dict[str, Any]) -> Table:
             part=f"client_{command}",
         )
         floor_text = ""
+
+
+def summary_table(results: dict[str, Any]) -> Table:
+    """The one table of the issue: every workload, one column per supervisor."""
+    table = Table(results)
+    peers = table.peers
+    _start_rows(table, results)
+    _client_rows(table, results)
     table.add(
         "respawn after SIGKILL, p50 / p90",
         "respawn",

@@ -4,7 +4,9 @@ Every time comes from the benchmark's own monotonic clock and ``/proc`` (``Proce
 never from a supervisor's status output, so the peers are timed by one ruler. Every wait is
 bounded; a sample that times out is recorded with an ``error`` instead of a number, and the run
 goes on. Functions here take the run's ``Context`` and append to ``ctx.samples``; the log
-flood lives in ``logflood``. ``PER_PEER`` names every workload that runs one peer at a time.
+flood lives in ``logflood``, the client commands in ``clients``, the gate and hot reload in
+``features``, and mpsv3's own breakdown in ``anatomy``. ``PER_PEER`` names every workload that
+runs one peer at a time.
 """
 
 from __future__ import annotations
@@ -282,39 +284,49 @@ def idle(ctx: Context, peers: list[str], size: int) -> None:
             switches[adapter.name] = {p.pid: footprint.context_switches(p.pid) for p in procs}
         time.sleep(window)
         for adapter in running:
-            if adapter.stopped():
-                tail = adapter.console_tail()
-                ctx.record(
-                    "idle", adapter.name, n=size, error=f"supervisor exited while idle: {tail}"
-                )
-                continue
-            procs = supervisor_processes(adapter.root_pid(), adapter.launch)
-            now = usage(procs)
-            cpu = 0.0
-            for proc in procs:
-                cpu += usage([proc], with_pss=False).cpu_s - before[adapter.name].get(proc.pid, 0.0)
-            after = {proc.pid: footprint.context_switches(proc.pid) for proc in procs}
-            woke = footprint.wakeups(switches[adapter.name], after)
-            ctx.record(
-                "idle",
-                adapter.name,
-                n=size,
-                window_s=window,
-                cpu_s=cpu,
-                cpu_s_per_min=cpu * 60.0 / window,
-                rss_bytes=now.rss_bytes,
-                pss_bytes=now.pss_bytes,
-                processes=now.processes,
-                wakeups=woke,
-                wakeups_per_min=woke * 60.0 / window,
-                per_process=footprint.per_process(
-                    [proc.pid for proc in procs[: footprint.LISTED]],
-                    with_mappings=adapter.name == "mpsv3",
-                ),
-            )
+            _idle_sample(ctx, adapter, size, before[adapter.name], switches[adapter.name])
     finally:
         for adapter in running:
             shutdown(adapter, timeout_s=2.0)
+
+
+def _idle_sample(
+    ctx: Context,
+    adapter: Adapter,
+    size: int,
+    cpu_before: dict[int, float],
+    switches_before: dict[int, dict[int, int]],
+) -> None:
+    """Record one peer's idle window: CPU, wake-ups, and memory in total and per process."""
+    window = ctx.settings.idle_window_s
+    if adapter.stopped():
+        tail = adapter.console_tail()
+        ctx.record("idle", adapter.name, n=size, error=f"supervisor exited while idle: {tail}")
+        return
+    procs = supervisor_processes(adapter.root_pid(), adapter.launch)
+    now = usage(procs)
+    cpu = 0.0
+    for proc in procs:
+        cpu += usage([proc], with_pss=False).cpu_s - cpu_before.get(proc.pid, 0.0)
+    after = {proc.pid: footprint.context_switches(proc.pid) for proc in procs}
+    woke = footprint.wakeups(switches_before, after)
+    ctx.record(
+        "idle",
+        adapter.name,
+        n=size,
+        window_s=window,
+        cpu_s=cpu,
+        cpu_s_per_min=cpu * 60.0 / window,
+        rss_bytes=now.rss_bytes,
+        pss_bytes=now.pss_bytes,
+        processes=now.processes,
+        wakeups=woke,
+        wakeups_per_min=woke * 60.0 / window,
+        per_process=footprint.per_process(
+            [proc.pid for proc in procs[: footprint.LISTED]],
+            with_mappings=adapter.name == "mpsv3",
+        ),
+    )
 
 
 PER_PEER: dict[str, Callable[[Context, str], None]] = {
