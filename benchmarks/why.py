@@ -62,6 +62,8 @@ def plan_cache_note(results: dict[str, Any]) -> str:
             "No warm start reused a plan: `up` wrote no plan-cache entry for the config, so in "
             "this build it validates the config on every start and warm equals changed."
         )
+    if entries == {"unknown"}:
+        return "Whether the warm starts reused a cached plan could not be read from this mpsv3."
     return f"Warm starts and the plan cache: entries {', '.join(sorted(entries))}."
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks import anatomy, clients, features, footprint
 from benchmarks.adapters.base import Adapter
-from benchmarks.adapters.mpsv3 import Mpsv3Adapter
+from benchmarks.adapters.mpsv3 import UNKNOWN, Mpsv3Adapter
 from benchmarks.context import Context, shutdown
 from benchmarks.logflood import logs
 from benchmarks.procs import RUN_VAR, SVC_VAR, ProcessScanner, supervisor_processes, usage
@@ -116,7 +116,10 @@ def _cold_start_once(
 
 
 def _plan_entry(before: int | None, after: int | None) -> str:
-    """``reused``, ``stored`` (validated and written again) or ``none`` (no cache entry)."""
+    """``reused``, ``stored`` (validated and written again), ``none`` (no cache entry) or
+    ``unknown`` (this mpsv3 does not say where its entries are)."""
+    if after == UNKNOWN:
+        return "unknown"
     if after is None:
         return "none"
     return "reused" if before == after else "stored"

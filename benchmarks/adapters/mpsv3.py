@@ -30,6 +30,8 @@ from benchmarks.adapters.base import Adapter, Service
 STATE_DIR = "state"
 
 
+#: ``plan_entry_stamp`` when the cache entry cannot be found at all.
+UNKNOWN = -1
 #: The stamp before every line of a service's log (``tests/support.py: unstamped()``).
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
 
@@ -133,15 +135,16 @@ class Mpsv3Adapter(Adapter):
 
         Compared before and after a launch: unchanged means the launch reused the cached plan,
         changed means it validated the config and stored it, None after it means ``up`` does
-        not use the cache at all.
+        not use the cache at all. ``UNKNOWN`` when this mpsv3 has no plan cache module that
+        names its entries (the report then says it cannot tell).
         """
         try:
             from mpsv3 import plan_cache
         except ImportError:
-            return None
+            return UNKNOWN
         entry_path = getattr(plan_cache, "_entry_path", None)
         if entry_path is None:
-            return None
+            return UNKNOWN
         try:
             return int(entry_path(Path(os.path.abspath(self.config)), {}).stat().st_mtime_ns)
         except OSError:
