@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import logflood, report, summary, workloads
+from benchmarks import anatomy, clients, features, logflood, report, summary, workloads
 from benchmarks import peers as peer_install
 from benchmarks.adapters import ALL_PEERS, PYTHON_PEERS, build_peers
 from benchmarks.adapters.base import WORKLOADS
@@ -212,8 +212,12 @@ def _measure(ctx: Context, chosen: list[str], results: dict[str, Any]) -> None:
 
     if "logs" in chosen:
         guarded("logs", "floor", logflood.flood_floor, ctx)
+    if "respawn" in chosen:
+        guarded("respawn", "floor", workloads.respawn_floor, ctx)
+    if "client" in chosen:
+        guarded("client", "floor", clients.client_floors, ctx)
     if "gate" in chosen:
-        results["gate_elsewhere"] = workloads.gate_elsewhere()
+        results["gate_elsewhere"] = features.gate_elsewhere()
     for peer in ctx.peers:
         for workload in workloads.PER_PEER:
             if workload in chosen:
@@ -221,6 +225,8 @@ def _measure(ctx: Context, chosen: list[str], results: dict[str, Any]) -> None:
     if "idle" in chosen:
         for size in ctx.settings.idle_sizes:
             guarded("idle", "all", workloads.idle, ctx, list(ctx.peers), size)
+    if "anatomy" in chosen:
+        guarded("anatomy", "mpsv3", anatomy.run, ctx)
 
 
 def _profile(

@@ -46,6 +46,13 @@ class Settings:
     stop_cap_s: float
     settle_s: float
     quick: bool
+    client_services: int = 10
+    client_reps: int = 10
+    anatomy_size: int = 10
+    anatomy_reps: int = 3
+    #: The pause between two scans of ``/proc`` while a cold start is timed: the resolution
+    #: of the cold-start and first-spawn numbers (one scan costs ~0.3 ms of CPU at N=10).
+    cold_poll_s: float = 0.002
 
     @classmethod
     def full(cls) -> Settings:
@@ -59,10 +66,12 @@ class Settings:
             idle_sizes=(10, 50, 500),
             idle_window_s=60.0,
             flood_lines=200_000,
-            flood_reps=3,
+            flood_reps=5,
             stop_cap_s=20.0,
             settle_s=1.0,
             quick=False,
+            client_reps=20,
+            anatomy_reps=5,
         )
 
     @classmethod
@@ -81,6 +90,8 @@ class Settings:
             stop_cap_s=5.0,
             settle_s=0.5,
             quick=True,
+            client_reps=3,
+            anatomy_reps=1,
         )
 
 
@@ -121,6 +132,14 @@ class Context:
         """``count`` idle services, each ``sleep 3600``."""
         return [Service(f"{prefix}{index}", (self.sleep, "3600")) for index in range(count)]
 
+    def talkers(self, count: int, lines: int = 100) -> list[Service]:
+        """``count`` services that print ``lines`` lines each, then sleep (``children/talk.sh``)."""
+        shell = shutil.which("sh")
+        if shell is None:
+            raise RuntimeError("no `sh` executable on PATH")
+        script = str(CHILDREN / "talk.sh")
+        return [Service(f"s{index}", (shell, script, str(lines))) for index in range(count)]
+
     def child(self, script: str, *args: str) -> tuple[str, ...]:
         """argv running ``children/<script>`` with the benchmark's Python (isolated mode)."""
         return (self.python, "-I", "-S", str(CHILDREN / script), *args)
@@ -155,12 +174,14 @@ class Context:
         return adapter
 
     @contextmanager
-    def launched(self, peer: str, services: Services) -> Iterator[tuple[Adapter, ProcessScanner]]:
+    def launched(
+        self, peer: str, services: Services, extra_env: dict[str, str] | None = None
+    ) -> Iterator[tuple[Adapter, ProcessScanner]]:
         """Configure, start and finally stop (bounded) and clean up one launch."""
         adapter = self.new_launch(peer, services)
         scanner = ProcessScanner(adapter.launch)
         try:
-            adapter.start()
+            adapter.start(extra_env)
             yield adapter, scanner
         finally:
             asked = time.monotonic()

@@ -23,7 +23,19 @@ METHOD = """\
   "none left" means no marked process is alive (zombies count as gone).
 - Children are trivial: `sleep 3600` for cold start, respawn and idle; a 30-line Python script
   (`benchmarks/children/ready.py`) that records its start time for the gate and reload
-  workloads; `benchmarks/children/flood.py` that prints numbered lines and times itself.
+  workloads; `benchmarks/children/flood.py` that prints numbered lines and times itself;
+  `benchmarks/children/talk.sh` (100 lines, then `sleep`) for the client commands.
+- Cold start: launch -> the first marked child exists (first spawn) and -> all exist, `/proc`
+  polled every 2 ms. mpsv3 keeps a compiled plan per config file, so it is started on one
+  config again and again: a first launch fills the cache (not counted), then each repetition
+  is a warm start (file unchanged: the usual case, and what the targets use) and a start
+  right after the file changed (a comment appended: the cache misses). Whether a warm start
+  really reused the plan is read from the cache entry (rewritten or not).
+- Client commands: against a running stack of 10 `talk.sh` services, the wall time from
+  starting the client process to its exit, for `status`, `logs ID -n 5` and `restart ID`
+  (supervisorctl `status`/`tail`/`restart`, circusctl `status`/`restart`, `pm2 jlist`/`logs
+  ID --lines 5 --nostream`/`restart`); after a restart the next command waits for the
+  replacement. Floors: `python -c pass` with mpsv3's interpreter, `node -e 0`.
 - Settings: every peer at its defaults except its smallest restart delay (supervisord
   `startsecs=0`; PM2 `restart_delay: 0`, `watch_delay: 0`; mpsv3 `backoff.base_ms: 0`,
   `debounce_ms: 0`) and retry limits high enough that fifty kills never give up. circus keeps
@@ -37,13 +49,22 @@ METHOD = """\
   prints `ready`; the sample is the dependency's `ready` event to the dependent's `spawned`
   event in mpsv3's `events.jsonl` (millisecond timestamps).
 - Hot reload: the watched file is rewritten; "ready" is the new child's own start time.
+- Respawn floor: the benchmark starts a marked `sleep` itself and times it the same way
+  (`Popen` -> seen in `/proc`): what no supervisor's respawn can go below on this ruler.
 - Idle: all peers idle side by side for the same window (their launches are sequential, so no
   start overlaps the window); CPU is the supervisor processes' own user+system time (children
-  excluded), memory is RSS and PSS summed over the supervisor's processes (PM2: its daemon;
-  honcho: its main process plus one helper per service).
-- Logs: the child's own runtime from its first line to its final flush, against the same
-  command with stdout on /dev/null (the floor); then every line of the log file is checked to
-  be one whole numbered record, each number exactly once.
+  excluded), wake-ups are the context switches of all their threads, memory is RSS and PSS
+  summed over the supervisor's processes (mpsv3: the keeper and the supervisor; PM2: its
+  daemon; honcho: its main process plus one helper per service).
+- Logs: the child waits for a "go" file, so the supervisor's CPU time is read just before the
+  flood; its own runtime runs from its first line to its final flush, against the same
+  command with stdout on /dev/null (the floor); then every line of the log file is checked,
+  after the peer's own prefix is stripped (mpsv3's 25-byte stamp, honcho's time and name), to
+  be exactly one whole numbered record, each number exactly once.
+- mpsv3's breakdown (never in the comparison): warm starts timed at each hand-over
+  (`mpsv3.engine` exists, first child, all children); one launch, and each client command,
+  under `PYTHONPROFILEIMPORTTIME=1` (self time summed per package); `/proc/PID/smaps` of its
+  processes at idle; the gaps between its own events for a respawn and a stop.
 - Stops that take longer than {cap:.0f} s are cut there and reported as `> {cap:.0f} s (K left)`."""
 
 
@@ -103,42 +124,50 @@ def _verdict(
 MPSV3_CAUSES = {
     "stop": (
         "mpsv3 stops services in reverse dependency order and, for each one, waits until every "
-        "process of its group is gone before it counts the service as stopped; that "
-        "per-service confirmation is the part that grows with N."
+        "process of its group is gone before it counts the service as stopped; when it "
+        "signalled and saw each service stop is measured from its events under \"mpsv3 "
+        "against its targets\"."
     ),
     "cold_start": (
-        "mpsv3 is a Python asyncio program: before the first spawn the interpreter imports "
-        "mpsv3 and its libraries (about 0.35 s, the whole of the N=10 number); then, per "
-        "service, it forks the child in its own session (vfork, under 1 ms), registers the "
-        "output pipe and the child's pidfd on the event loop, starts the runner task, and "
-        "records the state transitions and the `spawned` event; that per-service work on one "
-        "event loop is the slope of its line."
+        "A start of mpsv3 crosses two Python interpreters: `mpsv3 up` (its imports, the config "
+        "or the cached plan, the lease), then the supervisor `python -m mpsv3.engine` (its "
+        "imports, the plan from a pipe) before the first spawn; the phases and what each "
+        "imports are measured under \"mpsv3 against its targets\". Per service, it forks the "
+        "child in its own session and cgroup, registers the output pipe and the child's pidfd "
+        "on the event loop, starts the runner task and records the `spawned` event: the slope "
+        "of its line."
     ),
     "respawn": (
         "After a child dies, mpsv3 reaps it, makes sure nothing of its process group survives, "
         "records the exit and the backoff decision as events, and only then spawns again; "
-        "those steps run on the event loop in sequence."
+        "those steps run on the event loop in sequence (the split is measured under \"mpsv3 "
+        "against its targets\")."
     ),
     "reload": (
         "mpsv3's watcher thread gets file events from watchfiles' Rust notifier, which hands "
-        "raw events over in batches (a window of up to about 100 ms with the settings in "
-        "`src/mpsv3/watcher.py`), so a save reaches mpsv3 later than chokidar's inotify callback "
-        "reaches PM2; the restart itself is the same stop-then-spawn as a respawn."
+        "raw events over in batches (`src/mpsv3/engine/watcher.py`), so a save reaches mpsv3 "
+        "later than chokidar's inotify callback reaches PM2; the restart itself is the same "
+        "stop-then-spawn as a respawn."
     ),
     "idle": (
         "An idle mpsv3 wakes only for its timers (a reset timer per ready service, probes when "
         "configured) and for file events when a service watches files."
     ),
     "memory": (
-        "Most of mpsv3's memory is the Python interpreter and the libraries it imports at start "
-        "(pydantic, click, rich, httpx, psutil: about 44 MiB of RSS before the first service); "
-        "its per-service cost is the slope in the scale section."
+        "mpsv3's supervisor side is two Python processes, the keeper (standard library only) "
+        "and the supervisor; each pays for an interpreter, and which process and which "
+        "mapping hold the memory is measured under \"mpsv3 against its targets\"."
     ),
     "logs": (
-        "mpsv3 reads the pipe in large chunks on its event loop and writes only whole lines to "
-        "the log file (a partial line waits for its newline), and it also copies every line, "
-        "prefixed with the service id, to its console through a queue on its own thread; "
-        "supervisord and circus only copy raw chunks to the file."
+        "mpsv3 reads the pipe in large chunks on its event loop, stamps each line and writes "
+        "only whole lines to the log file (a partial line waits for its newline), and also "
+        "hands every line, prefixed with the service id, to its console thread through a "
+        "bounded queue; supervisord and circus only copy raw chunks to the file."
+    ),
+    "client": (
+        "An mpsv3 client command is a Python program that imports its command-line layer "
+        "before it asks the supervisor over its socket; what it imports is measured under "
+        "\"mpsv3 against its targets\"."
     ),
 }
 
@@ -242,8 +271,54 @@ def why(results: dict[str, Any]) -> str:
             "circus copy raw chunks to the file. "
             + _verdict(flood, "the log flood", MPSV3_CAUSES["logs"])
         )
+    if "cold_start" in results["workloads"]:
+        paragraphs.append(_first_spawn_text(results))
+    if "client" in results["workloads"]:
+        paragraphs.append(_client_text(results))
     paragraphs.append(_scale_text(results))
     return "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
+
+
+def _first_spawn_text(results: dict[str, Any]) -> str:
+    """Launch -> the first child, at the smallest N: the fixed cost before any work."""
+    size = min(results["settings"]["cold_sizes"])
+    firsts: dict[str, float | None] = {
+        peer: summary.cold_start(results, peer).get(size, {}).get("first_s")
+        for peer in results["peers"]
+    }
+    if not any(value is not None for value in firsts.values()):
+        return ""
+    return (
+        f"**First spawn (N={size}: {_named(firsts)}).** The time from launch to the first "
+        "child is the fixed cost of a supervisor before it does any work: its interpreter "
+        "and imports, reading its config, and whatever it sets up before its first spawn. "
+        + _verdict(firsts, f"first spawn at N={size}", MPSV3_CAUSES["cold_start"])
+    )
+
+
+def _client_text(results: dict[str, Any]) -> str:
+    """The client commands, against the bare interpreters they run on."""
+    floors = summary.client(results, "floor")
+    floor = ", ".join(f"{name} {fmt_s(spread['p50'])}" for name, spread in floors.items())
+    parts = []
+    for command in ("status", "logs", "restart"):
+        numbers = {
+            peer: summary.client(results, peer).get(command, {}).get("p50")
+            for peer in results["peers"]
+        }
+        if any(value is not None for value in numbers.values()):
+            parts.append(
+                f"{command}: {_named(numbers)}. "
+                + _verdict(numbers, f"`{command}`", MPSV3_CAUSES["client"])
+            )
+    if not parts:
+        return ""
+    return (
+        f"**Client commands (p50; bare interpreters: {floor or '-'}).** Each is a fresh "
+        "process that finds the supervisor, asks, prints and exits: supervisorctl and "
+        "circusctl are Python programs like mpsv3's, PM2's is a Node program that talks to its "
+        "daemon over RPC. " + " ".join(parts)
+    )
 
 
 def _shape(fit: LineFit) -> str:

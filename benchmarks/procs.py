@@ -77,6 +77,8 @@ class ProcessScanner:
         self._ignored = _pids()
         self._pending: dict[int, float] = {}
         self._children: dict[int, Child] = {}
+        #: When a scan first found a child of this launch (monotonic), for first-spawn latency.
+        self.first_seen: float | None = None
 
     def scan(self) -> dict[int, Child]:
         """The living (not zombie) marked processes of this launch, by PID."""
@@ -90,6 +92,8 @@ class ProcessScanner:
             if service is not None and stat is not None:
                 self._children[pid] = Child(pid, service, stat[1])
                 del self._pending[pid]
+                if self.first_seen is None:
+                    self.first_seen = now
             elif now - first > SETTLE_S:
                 self._ignored.add(pid)
                 del self._pending[pid]

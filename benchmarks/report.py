@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import explain, summary, targets
+from benchmarks.details import detail_tables
 from benchmarks.fmt import fmt_cpu, fmt_mib, fmt_s, stop_cell
 from benchmarks.stats import LineFit
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 class Table:
@@ -27,14 +28,18 @@ class Table:
         self.rows: list[tuple[str, dict[str, str]]] = []
         self.notes: list[str] = []
 
-    def na(self, workload: str, peer: str) -> str | None:
-        """The cell for a peer that did not run ``workload`` (with a footnote), else None."""
+    def na(self, workload: str, peer: str, part: str | None = None) -> str | None:
+        """The cell for a peer that did not run ``workload`` (with a footnote), else None.
+
+        ``part`` names a piece of a workload that a peer may lack on its own (a client
+        command: ``client_logs``).
+        """
         missing = self.results.get("missing_peers", {})
         if peer in missing:
             return self._note(f"{peer}: not run: {missing[peer]}", "not run")
         for item in self.results.get("na", []):
-            if item["peer"] == peer and item["workload"] == workload:
-                return self._note(f"{peer}, {workload}: {item['reason']}", "n/a")
+            if item["peer"] == peer and item["workload"] in (workload, part):
+                return self._note(f"{peer}, {item['workload']}: {item['reason']}", "n/a")
         if workload not in self.results.get("workloads", []):
             return "not run"
         return None
@@ -44,10 +49,12 @@ class Table:
             self.notes.append(text)
         return f"{word} [{self.notes.index(text) + 1}]"
 
-    def add(self, label: str, workload: str, cells: dict[str, str]) -> None:
+    def add(
+        self, label: str, workload: str, cells: dict[str, str], part: str | None = None
+    ) -> None:
         row = {}
         for peer in self.peers:
-            row[peer] = self.na(workload, peer) or cells.get(peer, "-")
+            row[peer] = self.na(workload, peer, part) or cells.get(peer, "-")
         self.rows.append((label, row))
 
     def markdown(self) -> str:
@@ -64,23 +71,54 @@ class Table:
         return "\n".join(lines)
 
 
-def summary_table(results: dict[str, Any]) -> Table:
-    """The one table of the issue: every workload, one column per supervisor."""
-    table = Table(results)
+def _start_rows(table: Table, results: dict[str, Any]) -> None:
+    """Cold start per N (mpsv3: warm, and after a config change), first spawn, stop-all."""
     peers = table.peers
     cold = {peer: summary.cold_start(results, peer) for peer in peers}
+    changed = summary.cold_start(results, "mpsv3", cache="miss")
     for size in results["settings"]["cold_sizes"]:
-        table.add(
-            f"cold start N={size}: launch -> all children",
-            "cold_start",
-            {p: fmt_s(cold[p].get(size, {}).get("start_s")) for p in peers},
-        )
+        cells = {p: fmt_s(cold[p].get(size, {}).get("start_s")) for p in peers}
+        if "mpsv3" in cells and changed.get(size, {}).get("start_s") is not None:
+            cells["mpsv3"] += f" (config changed: {fmt_s(changed[size]['start_s'])})"
+        table.add(f"cold start N={size}: launch -> all children", "cold_start", cells)
+    first = min(results["settings"]["cold_sizes"])
+    table.add(
+        f"first spawn N={first}: launch -> first child",
+        "cold_start",
+        {p: fmt_s(cold[p].get(first, {}).get("first_s")) for p in peers},
+    )
     for size in results["settings"]["cold_sizes"]:
         table.add(
             f"stop-all N={size}: -> none left (one run)",
             "cold_start",
             {p: stop_cell(cold[p].get(size)) for p in peers},
         )
+
+
+def _client_rows(table: Table, results: dict[str, Any]) -> None:
+    """One row per client command; the first names the bare interpreters' start."""
+    peers = table.peers
+    floors = summary.client(results, "floor")
+    floor_text = ", ".join(
+        f"{FLOOR_COMMANDS.get(name, name)}: {fmt_s(spread['p50'])}" for name, spread in floors.items()
+    )
+    for command, words in CLIENT_ROWS:
+        label = f"client `{words}`, p50" + (f" ({floor_text})" if floor_text else "")
+        table.add(
+            label,
+            "client",
+            {p: _client_cell(summary.client(results, p).get(command)) for p in peers},
+            part=f"client_{command}",
+        )
+        floor_text = ""
+
+
+def summary_table(results: dict[str, Any]) -> Table:
+    """The one table of the issue: every workload, one column per supervisor."""
+    table = Table(results)
+    peers = table.peers
+    _start_rows(table, results)
+    _client_rows(table, results)
     table.add(
         "respawn after SIGKILL, p50 / p90",
         "respawn",
@@ -102,6 +140,14 @@ def summary_table(results: dict[str, Any]) -> Table:
         f"idle N={size}: supervisor CPU per 60 s",
         "idle",
         {p: "-" if q is None else fmt_cpu(q["cpu_s_per_min"]) for p, q in quiet.items()},
+    )
+    table.add(
+        f"idle N={size}: supervisor wake-ups per 60 s",
+        "idle",
+        {
+            p: "-" if q is None or "wakeups_per_min" not in q else f"{q['wakeups_per_min']:.0f}"
+            for p, q in quiet.items()
+        },
     )
     table.add(
         f"idle N={size}: memory RSS / PSS",
@@ -137,6 +183,18 @@ def summary_table(results: dict[str, Any]) -> Table:
     return table
 
 
+#: The client rows: command key and what the mpsv3 command is.
+CLIENT_ROWS = (("status", "status"), ("logs", "logs ID -n 5"), ("restart", "restart ID"))
+FLOOR_COMMANDS = {"python": "python -c pass", "node": "node -e 0"}
+
+
+def _client_cell(spread: dict[str, float] | None) -> str:
+    if spread is None:
+        return "-"
+    failed = f" ({spread['failed']:.0f} failed)" if spread.get("failed") else ""
+    return fmt_s(spread["p50"]) + failed
+
+
 def _p50_p90(results: dict[str, Any], workload: str, peer: str, key: str) -> str:
     found = summary.samples(results, workload, peer)
     spread = summary.spread(summary.values(found, key))
@@ -168,90 +226,6 @@ def _fit_cell(fit: LineFit | None, factor: float, unit: str) -> str:
         else (f"R² {fit.r2:.2f}" if fit.points >= 3 else f"{fit.points} sizes")
     )
     return f"{fit.slope * factor:+.2f} {unit} ({shape})"
-
-
-def detail_tables(results: dict[str, Any]) -> str:
-    """Every size and percentile, per workload: what the summary table condenses."""
-    peers = list(results["peers"])
-    out = [
-        "### Cold start and stop-all (medians)",
-        "",
-        "| peer | N | runs | launch -> all | stop -> none left | supervisor exit | supervisor CPU during start |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for peer in peers:
-        for size, entry in summary.cold_start(results, peer).items():
-            out.append(
-                f"| {peer} | {size} | {entry['runs']} | {fmt_s(entry['start_s'])} | {stop_cell(entry)}"
-                f" | {fmt_s(entry['exit_s'])} | {fmt_s(entry['cpu_s'])} |"
-            )
-    for workload, key, title in (
-        ("respawn", "respawn_s", "Respawn after SIGKILL"),
-        ("gate", "gate_s", "Dependency gate: ready -> dependent spawned"),
-        ("reload", "restarted_s", "Hot reload: save -> new PID"),
-        ("reload", "ready_s", "Hot reload: save -> new process ready"),
-    ):
-        out += [
-            "",
-            f"### {title}",
-            "",
-            "| peer | samples | p50 | p90 | min | max | failed |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for peer in peers:
-            found = summary.samples(results, workload, peer)
-            spread = summary.spread(summary.values(found, key))
-            if spread is None:
-                continue
-            failed = sum(1 for s in found if "error" in s)
-            out.append(
-                f"| {peer} | {spread['count']:.0f} | {fmt_s(spread['p50'])} | {fmt_s(spread['p90'])}"
-                f" | {fmt_s(spread['min'])} | {fmt_s(spread['max'])} | {failed} |"
-            )
-    out += [
-        "",
-        "### Idle overhead",
-        "",
-        "| peer | N | window | CPU | CPU per 60 s | RSS | PSS | processes |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for peer in peers:
-        for size, sample in sorted(summary.idle(results, peer).items()):
-            out.append(
-                f"| {peer} | {size} | {sample['window_s']:.0f} s | {fmt_cpu(sample['cpu_s'])}"
-                f" | {fmt_cpu(sample['cpu_s_per_min'])} | {fmt_mib(sample['rss_bytes'])}"
-                f" | {fmt_mib(sample['pss_bytes'])} | {sample['processes']} |"
-            )
-    out += [
-        "",
-        "### Log flood",
-        "",
-        "| peer | runs | child runtime (median) | log complete after the child ended | runs with every line whole | worst: lines whole | worst: missing |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for peer in ["floor", *peers]:
-        flood = summary.logs(results, peer)
-        if flood is None:
-            continue
-        entry = flood
-        if entry["checked_runs"]:
-            checked = (
-                f"{entry['complete_runs']} of {entry['checked_runs']} | {entry['worst_whole']:,}"
-                f" | {entry['worst_missing']:,}"
-            )
-        else:
-            checked = "- | - | -"
-        out.append(
-            f"| {peer} | {entry['runs']} | {fmt_s(entry['runtime_s'])}"
-            f" | {fmt_s(entry['drain_s'])} | {checked} |"
-        )
-    errors = [s for s in results["samples"] if "error" in s]
-    if errors:
-        out += ["", "### Failed samples", ""]
-        out += [
-            f"- {s['peer']} {s['workload']} {summary._label(s)}: {s['error']}" for s in errors[:30]
-        ]
-    return "\n".join(out)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -295,8 +269,8 @@ def docs_page(results: dict[str, Any]) -> str:
         "## Reproduce",
         "",
         "```",
-        ".venv/bin/python -m benchmarks --write-docs   # full run: installs the peers, < 15 min on 2 cores",
-        ".venv/bin/python -m benchmarks --quick        # CI size, < 2 min",
+        ".venv/bin/python -m benchmarks --write-docs   # full run: installs the peers, < 25 min on 2 cores",
+        ".venv/bin/python -m benchmarks --quick        # CI size, about 1 min (mpsv3 alone)",
         "```",
         "",
         "The peers are installed into `~/.cache/mpsv3-bench` (`MPSV3_BENCH_CACHE` overrides it):",

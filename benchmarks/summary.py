@@ -15,10 +15,15 @@ Sample = dict[str, Any]
 
 #: Sample fields that must be a positive number of seconds in a sane sample.
 POSITIVE = frozenset(
-    {"start_s", "stop_s", "exit_s", "respawn_s", "restarted_s", "ready_s", "runtime_s"}
+    {
+        "start_s", "first_s", "stop_s", "exit_s", "respawn_s", "restarted_s", "ready_s",
+        "runtime_s", "wall_s", "engine_s", "all_s",
+    }
 )
 #: Fields that may be 0: CPU time is counted in clock ticks, event times in milliseconds.
-NON_NEGATIVE = frozenset({"gate_s", "cpu_s", "cpu_s_per_min", "supervisor_cpu_s", "drain_s"})
+NON_NEGATIVE = frozenset(
+    {"gate_s", "cpu_s", "cpu_s_per_min", "supervisor_cpu_s", "drain_s", "wakeups", "total_us"}
+)
 
 
 def samples(results: dict[str, Any], workload: str, peer: str | None = None) -> list[Sample]:
@@ -54,9 +59,21 @@ def spread(numbers: list[float]) -> dict[str, float] | None:
     }
 
 
-def cold_start(results: dict[str, Any], peer: str) -> dict[int, dict[str, Any]]:
-    """Per N: median launch->all, median stop->none, exits, and how many stops timed out."""
-    found = samples(results, "cold_start", peer)
+def cold_start(
+    results: dict[str, Any], peer: str, cache: str = "warm"
+) -> dict[int, dict[str, Any]]:
+    """Per N: median launch->all, launch->first, stop->none, exits, and stops that timed out.
+
+    Args:
+        cache: for a peer with a plan cache (mpsv3), which starts: ``warm`` (the config
+            unchanged since the last start, the usual case) or ``miss`` (right after it
+            changed). A peer without one has a single kind of start, shown for both.
+    """
+    found = [
+        s
+        for s in samples(results, "cold_start", peer)
+        if s.get("plan_cache", cache) == cache
+    ]
     by_size: dict[int, dict[str, Any]] = {}
     for size in sorted({int(s["n"]) for s in found if "n" in s}):
         runs = [s for s in found if s.get("n") == size]
@@ -64,8 +81,11 @@ def cold_start(results: dict[str, Any], peer: str) -> dict[int, dict[str, Any]]:
         stops = values(runs, "stop_s")
         exits = values(runs, "exit_s")
         cpu = values(runs, "supervisor_cpu_s")
+        firsts = values(runs, "first_s")
         by_size[size] = {
             "start_s": median(starts) if starts else None,
+            "first_s": median(firsts) if firsts else None,
+            "plan_entry": sorted({str(s["plan_entry"]) for s in runs if "plan_entry" in s}),
             "stop_s": median(stops) if stops else None,
             "exit_s": median(exits) if exits else None,
             "cpu_s": median(cpu) if cpu else None,
@@ -101,8 +121,10 @@ def logs(results: dict[str, Any], peer: str) -> dict[str, Any] | None:
     if not runtimes:
         return None
     checked = [s for s in runs if "lines_whole" in s]
+    cpu = values(runs, "supervisor_cpu_s")
     return {
         "runtime_s": median(runtimes),
+        "cpu_s": median(cpu) if cpu else None,
         "drain_s": median(drains) if drains else None,
         "runs": len(runs),
         "complete_runs": sum(1 for s in checked if s.get("complete")),
@@ -112,10 +134,53 @@ def logs(results: dict[str, Any], peer: str) -> dict[str, Any] | None:
     }
 
 
+def client(results: dict[str, Any], peer: str) -> dict[str, dict[str, float]]:
+    """Per client command (or floor interpreter): p50, p90, min, max and count of wall time."""
+    out: dict[str, dict[str, float]] = {}
+    found = samples(results, "client", peer)
+    answered = [s for s in found if "error" not in s]
+    for command in sorted({str(s["command"]) for s in found if "command" in s}):
+        spread_ = spread(values(answered, "wall_s", command=command))
+        if spread_ is not None:
+            spread_["failed"] = float(
+                sum(1 for s in found if s.get("command") == command and "error" in s)
+            )
+            out[command] = spread_
+    return out
+
+
+def anatomy(results: dict[str, Any], part: str) -> list[Sample]:
+    """mpsv3's breakdown samples of one ``part`` (phases, imports, respawn), errors excluded."""
+    return [
+        s
+        for s in samples(results, "anatomy", "mpsv3")
+        if s.get("part") == part and "error" not in s
+    ]
+
+
+def phases(results: dict[str, Any]) -> dict[str, float] | None:
+    """Median launch -> supervisor process, -> first child, -> all children (s), and N."""
+    found = anatomy(results, "phases")
+    if not found:
+        return None
+    out = {key: median(values(found, key)) for key in ("engine_s", "first_s", "all_s")}
+    out["n"] = float(found[0]["n"])
+    return out
+
+
+def imports(results: dict[str, Any]) -> dict[str, Sample]:
+    """Import profile per process (``up``, ``engine``) and client command (``status``...)."""
+    return {str(s["process"]): s for s in anatomy(results, "imports")}
+
+
 def scale(results: dict[str, Any], peer: str) -> dict[str, LineFit | None]:
     """Least-squares lines over N: cold start time, idle CPU per minute, RSS and PSS."""
     fits: dict[str, LineFit | None] = {}
-    cold = [s for s in samples(results, "cold_start", peer) if isinstance(s.get("start_s"), float)]
+    cold = [
+        s
+        for s in samples(results, "cold_start", peer)
+        if isinstance(s.get("start_s"), float) and s.get("plan_cache", "warm") == "warm"
+    ]
     fits["start_s"] = _fit([s["n"] for s in cold], [s["start_s"] for s in cold])
     quiet = list(idle(results, peer).values())
     for key in ("cpu_s_per_min", "rss_bytes", "pss_bytes"):
@@ -145,7 +210,7 @@ def sanity_problems(results: dict[str, Any], peer: str = "mpsv3") -> list[str]:
         if workload not in not_applicable and not any(s["workload"] == workload for s in mine):
             problems.append(f"{workload}: no samples")
     for sample in mine:
-        where = f"{sample['workload']} {_label(sample)}"
+        where = f"{sample['workload']} {label(sample)}"
         if "error" in sample:
             problems.append(f"{where}: {sample['error']}")
             continue
@@ -161,9 +226,29 @@ def sanity_problems(results: dict[str, Any], peer: str = "mpsv3") -> list[str]:
             problems.append(f"{where}: {sample.get('missing')} lines missing or cut")
         if sample["workload"] == "idle" and not sample.get("rss_bytes"):
             problems.append(f"{where}: no memory measured")
+    problems += _missing_parts(results, mine)
     return problems
 
 
-def _label(sample: Sample) -> str:
-    parts = [f"{key}={sample[key]}" for key in ("n", "rep", "link", "service") if key in sample]
+#: workload -> the field that names its parts, and the parts mpsv3 must have.
+EXPECTED_PARTS = {
+    "client": ("command", {"status", "logs", "restart"}),
+    "anatomy": ("process", {"up", "engine", "status", "logs", "restart"}),
+}
+
+
+def _missing_parts(results: dict[str, Any], mine: list[Sample]) -> list[str]:
+    """The client commands and the import profiles that produced no sample."""
+    problems = []
+    for workload, (field, wanted) in EXPECTED_PARTS.items():
+        if workload not in results.get("workloads", []):
+            continue
+        seen = {str(s.get(field)) for s in mine if s["workload"] == workload}
+        problems += [f"{workload}: no {field} {name}" for name in sorted(wanted - seen)]
+    return problems
+
+
+def label(sample: Sample) -> str:
+    keys = ("n", "rep", "link", "service", "command", "part", "process")
+    parts = [f"{key}={sample[key]}" for key in keys if key in sample]
     return " ".join(parts)

@@ -4,7 +4,9 @@ Every time comes from the benchmark's own monotonic clock and ``/proc`` (``Proce
 never from a supervisor's status output, so the peers are timed by one ruler. Every wait is
 bounded; a sample that times out is recorded with an ``error`` instead of a number, and the run
 goes on. Functions here take the run's ``Context`` and append to ``ctx.samples``; the log
-flood lives in ``logflood``. ``PER_PEER`` names every workload that runs one peer at a time.
+flood lives in ``logflood``, the client commands in ``clients``, the gate and hot reload in
+``features``, and mpsv3's own breakdown in ``anatomy``. ``PER_PEER`` names every workload that
+runs one peer at a time.
 """
 
 from __future__ import annotations
@@ -12,71 +14,121 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from benchmarks.adapters.base import Adapter, Service
-from benchmarks.adapters.mpsv3 import Mpsv3Adapter
-from benchmarks.context import Context, shutdown, wait_for
+from benchmarks import anatomy, clients, features, footprint
+from benchmarks.adapters.base import Adapter
+from benchmarks.adapters.mpsv3 import UNKNOWN, Mpsv3Adapter
+from benchmarks.context import Context, shutdown
 from benchmarks.logflood import logs
-from benchmarks.procs import ProcessScanner, supervisor_processes, usage
+from benchmarks.procs import RUN_VAR, SVC_VAR, ProcessScanner, supervisor_processes, usage
 
 
 def cold_start(ctx: Context, peer: str) -> None:
-    """Launch -> all N children exist, for each size N; stop-all -> none left, once per N.
+    """Launch -> first child and -> all N children exist, for each size N; stop-all once per N.
 
     The stop is measured on the first repetition of each size (the others are killed, which
     keeps the full run within its time budget). A stop that takes longer than
     ``Settings.stop_cap_s`` is recorded as a timeout with the number of children still alive
     (supervisord stops one program group per loop pass, which at N = 500 would take minutes),
-    and what is left is killed.
+    and what is left is killed. A peer with a plan cache is measured on one config file
+    launched over and over: a first launch fills the cache (not recorded), then each
+    repetition is a warm start (the file unchanged) and a start right after the file changed.
     """
+    cached = ctx.peers[peer].adapter.plan_cache
     for size in ctx.settings.cold_sizes:
-        for rep in range(ctx.settings.cold_reps.get(size, 1)):
-            ctx.progress(f"cold start {peer} N={size} rep {rep + 1}")
-            sample = _cold_start_once(ctx, peer, size, measure_stop=rep == 0)
-            sample["rep"] = rep
-            time.sleep(0.2)
+        reps = ctx.settings.cold_reps.get(size, 1)
+        if not cached:
+            for rep in range(reps):
+                ctx.progress(f"cold start {peer} N={size} rep {rep + 1}")
+                adapter = ctx.new_launch(peer, ctx.sleepers(size))
+                _cold_start_once(ctx, adapter, size, rep, measure_stop=rep == 0)
+                time.sleep(0.2)
+            continue
+        adapter = ctx.new_launch(peer, ctx.sleepers(size))
+        ctx.progress(f"cold start {peer} N={size}: first launch (fills the plan cache)")
+        first = _cold_start_once(ctx, adapter, size, -1, measure_stop=False, keep=False)
+        if "error" in first:
+            continue
+        ctx.samples.remove(first)
+        for rep in range(reps):
+            ctx.progress(f"cold start {peer} N={size} rep {rep + 1}: warm, then config changed")
+            _cold_start_once(ctx, adapter, size, rep, measure_stop=rep == 0, cache="warm")
+            adapter.change_config(rep + 1)
+            _cold_start_once(ctx, adapter, size, rep, measure_stop=False, cache="miss")
 
 
-def _cold_start_once(ctx: Context, peer: str, size: int, measure_stop: bool) -> dict[str, Any]:
-    adapter = ctx.new_launch(peer, ctx.sleepers(size))
+def _cold_start_once(
+    ctx: Context,
+    adapter: Adapter,
+    size: int,
+    rep: int,
+    measure_stop: bool,
+    cache: str | None = None,
+    keep: bool = True,
+) -> dict[str, Any]:
+    """One launch of ``adapter``: its start, and its stop if ``measure_stop``.
+
+    Args:
+        cache: ``warm`` or ``miss`` for a peer with a plan cache (recorded with whether the
+            launch really reused the cached plan), None for the others.
+        keep: False for a launch whose sample the caller drops.
+    """
     scanner = ProcessScanner(adapter.launch)
     stop: dict[str, Any] = {}
+    stamp = adapter.plan_entry_stamp()
+    poll = ctx.settings.cold_poll_s
     try:
         began = time.monotonic()
         adapter.start()
-        all_up = scanner.wait_count(size, 30.0 + 0.2 * size, give_up=adapter.stopped)
+        all_up = scanner.wait_count(size, 30.0 + 0.2 * size, poll, give_up=adapter.stopped)
         seen = len(scanner.scan())
         root = adapter.root_pid()
         cpu = usage(supervisor_processes(root, adapter.launch), with_pss=False).cpu_s
         if measure_stop:
             stop = _measure_stop(ctx, adapter, scanner)
     finally:
-        shutdown(adapter, timeout_s=2.0 if measure_stop else 0.0)
+        # a launch started again (plan cache) must find nothing to reclaim: stop it gently
+        graceful = measure_stop or cache is not None or not keep
+        shutdown(adapter, timeout_s=10.0 if graceful else 0.0)
+    first = scanner.first_seen
     sample = ctx.record(
         "cold_start",
-        peer,
+        adapter.name,
         n=size,
+        rep=rep,
         children_seen=seen,
         start_s=None if all_up is None else all_up - began,
+        first_s=None if first is None else first - began,
         supervisor_cpu_s=cpu if root is not None else None,
         **stop,
     )
+    if cache is not None:
+        sample["plan_cache"] = cache
+        sample["plan_entry"] = _plan_entry(stamp, adapter.plan_entry_stamp())
     if all_up is None:
         sample["error"] = f"saw {seen} of {size} children; {adapter.console_tail()}"
     return sample
 
 
+def _plan_entry(before: int | None, after: int | None) -> str:
+    """``reused``, ``stored`` (validated and written again), ``none`` (no cache entry) or
+    ``unknown`` (this mpsv3 does not say where its entries are)."""
+    if after == UNKNOWN:
+        return "unknown"
+    if after is None:
+        return "none"
+    return "reused" if before == after else "stored"
+
+
 def _measure_stop(ctx: Context, adapter: Adapter, scanner: ProcessScanner) -> dict[str, Any]:
     """Stop request -> no child left, and -> supervisor gone (both capped)."""
     asked = time.monotonic()
+    asked_wall = time.time()
     adapter.request_stop()
     none_left = scanner.wait_count(0, timeout_s=ctx.settings.stop_cap_s)
     left = len(scanner.scan())
@@ -88,6 +140,8 @@ def _measure_stop(ctx: Context, adapter: Adapter, scanner: ProcessScanner) -> di
     if none_left is None:
         fields["left"] = left
         fields["stop_timeout_s"] = ctx.settings.stop_cap_s
+    if isinstance(adapter, Mpsv3Adapter):
+        fields.update(anatomy.stop_split(adapter, asked_wall))
     return fields
 
 
@@ -130,6 +184,36 @@ def respawn(ctx: Context, peer: str) -> None:
                     failures = 0
                 done += 1
             time.sleep(0.05)
+        if isinstance(adapter, Mpsv3Adapter):
+            anatomy.respawn_events(ctx, adapter)
+
+
+def respawn_floor(ctx: Context) -> None:
+    """The ruler's own floor for respawn: the benchmark starts a marked ``sleep`` itself.
+
+    From ``Popen`` to the scanner seeing the new process: what any supervisor's respawn
+    includes at least (a fork and exec by a parent process, and the benchmark's polling of
+    ``/proc``), measured the same way as the respawn samples.
+    """
+    ctx.progress(f"respawn floor x{ctx.settings.respawn_reps}")
+    launch = f"{ctx.run}.floor"
+    env = {**os.environ, RUN_VAR: ctx.run, SVC_VAR: f"{launch}/floor"}
+    for rep in range(ctx.settings.respawn_reps):
+        scanner = ProcessScanner(launch)
+        began = time.monotonic()
+        child = subprocess.Popen(
+            [ctx.sleep, "3600"], env=env, start_new_session=True, stdin=subprocess.DEVNULL
+        )
+        try:
+            seen = scanner.wait_replacement("floor", old_pid=-1, timeout_s=10.0)
+        finally:
+            child.kill()
+            child.wait()
+        if seen is None:
+            ctx.record("respawn", "floor", rep=rep, error="the started process was never seen")
+        else:
+            ctx.record("respawn", "floor", rep=rep, respawn_s=seen[0] - began)
+        time.sleep(0.02)
 
 
 def _kill_round(
@@ -196,169 +280,63 @@ def idle(ctx: Context, peers: list[str], size: int) -> None:
                 shutdown(adapter, timeout_s=10.0)
         time.sleep(2 * ctx.settings.settle_s)
         before = {}
+        switches = {}
         for adapter in running:
             procs = supervisor_processes(adapter.root_pid(), adapter.launch)
             before[adapter.name] = {proc.pid: usage([proc], with_pss=False).cpu_s for proc in procs}
+            switches[adapter.name] = {p.pid: footprint.context_switches(p.pid) for p in procs}
         time.sleep(window)
         for adapter in running:
-            if adapter.stopped():
-                tail = adapter.console_tail()
-                ctx.record(
-                    "idle", adapter.name, n=size, error=f"supervisor exited while idle: {tail}"
-                )
-                continue
-            procs = supervisor_processes(adapter.root_pid(), adapter.launch)
-            now = usage(procs)
-            cpu = 0.0
-            for proc in procs:
-                cpu += usage([proc], with_pss=False).cpu_s - before[adapter.name].get(proc.pid, 0.0)
-            ctx.record(
-                "idle",
-                adapter.name,
-                n=size,
-                window_s=window,
-                cpu_s=cpu,
-                cpu_s_per_min=cpu * 60.0 / window,
-                rss_bytes=now.rss_bytes,
-                pss_bytes=now.pss_bytes,
-                processes=now.processes,
-            )
+            _idle_sample(ctx, adapter, size, before[adapter.name], switches[adapter.name])
     finally:
         for adapter in running:
             shutdown(adapter, timeout_s=2.0)
 
 
-def gate(ctx: Context, peer: str) -> None:
-    """A chain c000 <- c001 <- ...: each dependency's ``ready`` event -> dependent's ``spawned``."""
-    if not ctx.supports(peer, "gate"):
+def _idle_sample(
+    ctx: Context,
+    adapter: Adapter,
+    size: int,
+    cpu_before: dict[int, float],
+    switches_before: dict[int, dict[int, int]],
+) -> None:
+    """Record one peer's idle window: CPU, wake-ups, and memory in total and per process."""
+    window = ctx.settings.idle_window_s
+    if adapter.stopped():
+        tail = adapter.console_tail()
+        ctx.record("idle", adapter.name, n=size, error=f"supervisor exited while idle: {tail}")
         return
-    length = ctx.settings.gate_chain
-    ctx.progress(f"dependency gate {peer}: chain of {length}")
-
-    def chain(workdir: Path) -> list[Service]:
-        ready = workdir / "ready"
-        ready.mkdir(parents=True)
-        return [
-            Service(
-                f"c{index:03d}",
-                ctx.child("ready.py", str(ready)),
-                ready_pattern="^ready$",
-                requires=(f"c{index - 1:03d}",) if index else (),
-            )
-            for index in range(length)
-        ]
-
-    with ctx.launched(peer, chain) as (adapter, scanner):
-        if not isinstance(adapter, Mpsv3Adapter):
-            ctx.record("gate", peer, error="no event log to read the gate from")
-            return
-        last = f"c{length - 1:03d}"
-
-        def last_ready() -> bool:
-            return any(
-                e.get("event") == "ready" and e.get("service") == last for e in adapter.events()
-            )
-
-        if wait_for(last_ready, 30.0 + 0.5 * length, 0.05, give_up=adapter.stopped) is None:
-            seen = len(scanner.scan())
-            ctx.record("gate", peer, error=f"{seen} of {length} started: {adapter.console_tail()}")
-            return
-        first: dict[tuple[str, str], datetime] = {}
-        for event in adapter.events():
-            key = (str(event.get("event")), str(event.get("service")))
-            if key[0] in ("ready", "spawned") and key not in first:
-                first[key] = _event_time(str(event["ts"]))
-        for index in range(1, length):
-            ready = first.get(("ready", f"c{index - 1:03d}"))
-            spawned = first.get(("spawned", f"c{index:03d}"))
-            if ready is None or spawned is None:
-                ctx.record("gate", peer, link=index, error="missing ready or spawned event")
-                continue
-            ctx.record("gate", peer, link=index, gate_s=(spawned - ready).total_seconds())
-
-
-def _event_time(stamp: str) -> datetime:
-    """``2026-11-24T17:08:00.123Z`` (the contract's format) as an aware datetime."""
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-
-
-def gate_elsewhere() -> dict[str, str]:
-    """Why the other dependency-gating tools are not measured on this machine (by name)."""
-    reasons = {}
-    if shutil.which("process-compose") is None:
-        reasons["process-compose"] = (
-            "not installable here: a Go binary, on none of PyPI, npm or Debian's archive"
-        )
-    else:
-        reasons["process-compose"] = "installed, but this benchmark has no adapter for it"
-    docker = shutil.which("docker")
-    daemon = False
-    if docker is not None:
-        try:
-            probe = subprocess.run([docker, "info"], capture_output=True, timeout=10, check=False)
-            daemon = probe.returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            daemon = False
-    reasons["docker compose"] = (
-        "installed, but this benchmark has no adapter for it"
-        if daemon
-        else "no Docker daemon here, and no image registry reachable to pull images"
+    procs = supervisor_processes(adapter.root_pid(), adapter.launch)
+    now = usage(procs)
+    cpu = 0.0
+    for proc in procs:
+        cpu += usage([proc], with_pss=False).cpu_s - cpu_before.get(proc.pid, 0.0)
+    after = {proc.pid: footprint.context_switches(proc.pid) for proc in procs}
+    woke = footprint.wakeups(switches_before, after)
+    ctx.record(
+        "idle",
+        adapter.name,
+        n=size,
+        window_s=window,
+        cpu_s=cpu,
+        cpu_s_per_min=cpu * 60.0 / window,
+        rss_bytes=now.rss_bytes,
+        pss_bytes=now.pss_bytes,
+        processes=now.processes,
+        wakeups=woke,
+        wakeups_per_min=woke * 60.0 / window,
+        per_process=footprint.per_process(
+            [proc.pid for proc in procs[: footprint.LISTED]],
+            with_mappings=adapter.name == "mpsv3",
+        ),
     )
-    return reasons
-
-
-def reload(ctx: Context, peer: str) -> None:
-    """Save a watched file -> the service's new process exists and says it is ready."""
-    if not ctx.supports(peer, "reload"):
-        return
-    ctx.progress(f"hot reload {peer} x{ctx.settings.reload_reps}")
-
-    def app(workdir: Path) -> list[Service]:
-        watched = workdir / "watched" / "app.py"
-        watched.parent.mkdir(parents=True)
-        watched.write_text("# revision 0\n")
-        (workdir / "ready").mkdir()
-        argv = ctx.child("ready.py", str(workdir / "ready"))
-        return [Service("app", argv, watch=(watched,))]
-
-    with ctx.launched(peer, app) as (adapter, scanner):
-        ready_dir = adapter.workdir / "ready"
-        watched = adapter.workdir / "watched" / "app.py"
-        if wait_for(lambda: any(ready_dir.iterdir()), 30.0, give_up=adapter.stopped) is None:
-            ctx.record("reload", peer, error=f"service never ready: {adapter.console_tail()}")
-            return
-        time.sleep(2 * ctx.settings.settle_s)
-        for rep in range(ctx.settings.reload_reps):
-            pids = scanner.by_service().get("app", [])
-            if len(pids) != 1:
-                ctx.record("reload", peer, rep=rep, error=f"app has pids {pids}")
-                break
-            before = set(os.listdir(ready_dir))
-            began = time.monotonic()
-            watched.write_text(f"# revision {rep + 1}\n")
-            seen = scanner.wait_replacement("app", pids[0], timeout_s=10.0)
-            marker = ready_dir / str(seen[1]) if seen else None
-            if seen is None or marker is None or wait_for(marker.exists, 10.0, 0.001) is None:
-                ctx.record("reload", peer, rep=rep, error="no ready replacement within 10 s")
-                break
-            ready_at = float(marker.read_text().strip())
-            time.sleep(0.5)
-            restarts = len(set(os.listdir(ready_dir)) - before)
-            ctx.record(
-                "reload",
-                peer,
-                rep=rep,
-                restarted_s=seen[0] - began,
-                ready_s=ready_at - began,
-                restarts=restarts,
-            )
-            wait_for(lambda: len(scanner.by_service().get("app", [])) == 1, 5.0)
 
 
 PER_PEER: dict[str, Callable[[Context, str], None]] = {
     "cold_start": cold_start,
     "respawn": respawn,
-    "gate": gate,
-    "reload": reload,
+    "gate": features.gate,
+    "reload": features.reload,
     "logs": logs,
+    "client": clients.client_commands,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -23,7 +24,10 @@ from typing import BinaryIO, ClassVar
 from benchmarks.procs import RUN_VAR, SVC_VAR, kill_marked
 
 #: Workload names, used by ``unsupported`` to say which ones a peer cannot run and why.
-WORKLOADS = ("cold_start", "respawn", "gate", "reload", "idle", "logs")
+#: ``anatomy`` is mpsv3's own breakdown of its numbers (phases, imports, memory maps).
+WORKLOADS = ("cold_start", "respawn", "gate", "reload", "idle", "logs", "client", "anatomy")
+#: The client commands the ``client`` workload times, in report order.
+CLIENT_COMMANDS = ("status", "logs", "restart")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,14 @@ class Adapter(ABC):
     #: periodic reaper may set it: there, kills in the same round do not change each other's
     #: timing, whereas an event-driven loop (supervisord's) would be woken early by them.
     tick_s: ClassVar[float] = 0.0
+    #: True for a peer that caches its compiled config between starts (mpsv3's plan cache):
+    #: its cold start is measured both warm (config unchanged) and right after a change.
+    plan_cache: ClassVar[bool] = False
+    #: client command -> why this peer has no such command (reported as "n/a").
+    client_unsupported: ClassVar[Mapping[str, str]] = {}
+    #: What this peer writes before each line of a service's output in its log (None: the
+    #: line as printed). The log check strips it and then requires the whole line.
+    log_prefix: ClassVar[re.Pattern[str] | None] = None
 
     def __init__(self, workdir: Path, launch: str, run: str) -> None:
         self.workdir = workdir
@@ -103,6 +115,22 @@ class Adapter(ABC):
         """True once the supervisor itself is gone."""
         return self.proc is None or self.proc.poll() is not None
 
+    def client_command(self, command: str, service: str) -> list[str] | None:
+        """The argv of this peer's client ``command`` (``CLIENT_COMMANDS``) for ``service``."""
+        return None
+
+    def change_config(self, revision: int) -> None:
+        """Change the config file's bytes, not its meaning (a peer with ``plan_cache``)."""
+        raise NotImplementedError(f"{self.name} has no plan cache")
+
+    def plan_entry_stamp(self) -> int | None:
+        """A stamp of this config's cached plan that changes when it is stored again (or None)."""
+        return None
+
+    def client_env(self) -> dict[str, str]:
+        """The environment a client command runs in (the supervisor's, by default)."""
+        return self.base_env()
+
     # --------------------------------------------------------------------- shared part
 
     def marker_env(self, service: str) -> dict[str, str]:
@@ -116,13 +144,17 @@ class Adapter(ABC):
         env.pop(SVC_VAR, None)
         return env
 
-    def start(self) -> None:
-        """Launch the supervisor in a session of its own, console output to a file."""
-        self._console = (self.workdir / "console.out").open("wb")
+    def start(self, extra_env: Mapping[str, str] | None = None) -> None:
+        """Launch the supervisor in a session of its own, console output to a file.
+
+        A launch may be started again once it has stopped and been closed (the plan-cache
+        measurements start the same config twice); the console file is appended to.
+        """
+        self._console = (self.workdir / "console.out").open("ab")
         self.proc = subprocess.Popen(
             self.command(),
             cwd=self.workdir,
-            env=self.base_env(),
+            env={**self.base_env(), **(extra_env or {})},
             stdin=subprocess.DEVNULL,
             stdout=self._console,
             stderr=subprocess.STDOUT,

@@ -24,6 +24,7 @@ class CircusAdapter(Adapter):
         "reload": "no file watching",
     }
     tick_s = CHECK_DELAY_S
+    client_unsupported = {"logs": "no log command (`circusctl` has none; logs are files)"}
 
     def __init__(self, workdir: Path, launch: str, run: str, executable: Path) -> None:
         super().__init__(workdir, launch, run)
@@ -65,6 +66,13 @@ class CircusAdapter(Adapter):
 
     def command(self) -> list[str]:
         return [str(self.executable), str(self.workdir / "circus.ini")]
+
+    def client_command(self, command: str, service: str) -> list[str] | None:
+        """``circusctl`` over the arbiter's ZeroMQ endpoint."""
+        verb = {"status": ["status"], "restart": ["restart", service]}
+        ctl = self.executable.with_name("circusctl")
+        endpoint = f"ipc://{self.workdir / 'control.sock'}"
+        return [str(ctl), "--endpoint", endpoint, *verb[command]] if command in verb else None
 
     def log_path(self, service: str) -> Path:
         return self.workdir / "logs" / f"{service}.log"

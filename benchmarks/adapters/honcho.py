@@ -8,6 +8,7 @@ a queue; that helper tree is what its memory column counts.
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +22,10 @@ class HonchoAdapter(Adapter):
         "respawn": "no restart: one exited process stops the whole stack",
         "gate": "no dependencies between processes",
         "reload": "no file watching",
+        "client": "no control client: honcho runs in the foreground only",
     }
+    #: ``HH:MM:SS name.1 | `` before every line of its console.
+    log_prefix = re.compile(r"\d\d:\d\d:\d\d \S+\s*\| ")
 
     def __init__(self, workdir: Path, launch: str, run: str, executable: Path) -> None:
         super().__init__(workdir, launch, run)

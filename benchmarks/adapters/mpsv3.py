@@ -5,6 +5,11 @@ fifty kills never quarantine a service, ``debounce_ms: 0`` for the watched file,
 ``max_bytes`` above the flood's size so that the log check reads one file. The instance name is
 unique per launch so that launches never share a lease. Events are read back from
 ``<state_dir>/events.jsonl`` (the contract's file) for the dependency-gate workload.
+
+``up`` keeps a compiled plan per config file (``mpsv3.plan_cache``); ``plan_entry_stamp`` says
+whether a launch reused it or validated and stored the config again, so that the report never
+calls a start "warm" that was not. Every service log line starts with a 25-byte stamp
+(``2026-12-01T15:04:05.123Z ``), which the flood check strips before it checks the line.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,9 +30,17 @@ from benchmarks.adapters.base import Adapter, Service
 STATE_DIR = "state"
 
 
+#: ``plan_entry_stamp`` when the cache entry cannot be found at all.
+UNKNOWN = -1
+#: The stamp before every line of a service's log (``tests/support.py: unstamped()``).
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+
+
 class Mpsv3Adapter(Adapter):
     name: ClassVar[str] = "mpsv3"
     unsupported: ClassVar[dict[str, str]] = {}
+    plan_cache: ClassVar[bool] = True
+    log_prefix: ClassVar[re.Pattern[str] | None] = STAMP
 
     def __init__(
         self,
@@ -97,6 +111,44 @@ class Mpsv3Adapter(Adapter):
 
     def log_path(self, service: str) -> Path:
         return self.workdir / STATE_DIR / "logs" / f"{service}.log"
+
+    @property
+    def config(self) -> Path:
+        return self.workdir / "services.yaml"
+
+    def client_command(self, command: str, service: str) -> list[str] | None:
+        config = ["-c", str(self.config)]
+        argv = {
+            "status": ["status", *config],
+            "logs": ["logs", service, "-n", "5", *config],
+            "restart": ["restart", service, *config],
+        }
+        return [*self.launcher, *argv[command]] if command in argv else None
+
+    def change_config(self, revision: int) -> None:
+        """Change the config file's bytes (a comment), so that ``up`` must validate it again."""
+        with self.config.open("a") as handle:
+            handle.write(f"# revision {revision}\n")
+
+    def plan_entry_stamp(self) -> int | None:
+        """The mtime (ns) of this config's entry in mpsv3's plan cache; None when it has none.
+
+        Compared before and after a launch: unchanged means the launch reused the cached plan,
+        changed means it validated the config and stored it, None after it means ``up`` does
+        not use the cache at all. ``UNKNOWN`` when this mpsv3 has no plan cache module that
+        names its entries (the report then says it cannot tell).
+        """
+        try:
+            from mpsv3 import plan_cache
+        except ImportError:
+            return UNKNOWN
+        entry_path = getattr(plan_cache, "_entry_path", None)
+        if entry_path is None:
+            return UNKNOWN
+        try:
+            return int(entry_path(Path(os.path.abspath(self.config)), {}).stat().st_mtime_ns)
+        except OSError:
+            return None
 
     def events(self) -> list[dict[str, Any]]:
         """Every event of this launch, in file order (unparsable lines are skipped)."""

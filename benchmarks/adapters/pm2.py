@@ -64,6 +64,15 @@ class Pm2Adapter(Adapter):
     def command(self) -> list[str]:
         return [str(self.executable), "start", str(self.workdir / "ecosystem.json")]
 
+    def client_command(self, command: str, service: str) -> list[str] | None:
+        """The ``pm2`` CLI, which talks to the daemon over its RPC socket in ``PM2_HOME``."""
+        verb = {
+            "status": ["jlist"],
+            "logs": ["logs", service, "--lines", "5", "--nostream"],
+            "restart": ["restart", service],
+        }
+        return [str(self.executable), *verb[command]] if command in verb else None
+
     def log_path(self, service: str) -> Path:
         return self.workdir / "logs" / f"{service}.log"
 

@@ -46,6 +46,9 @@ class SupervisordAdapter(Adapter):
             "[rpcinterface:supervisor]",
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
             "",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.workdir / 'supervisor.sock'}",
+            "",
         ]
         for service in services:
             env = {**service.env, **self.marker_env(service.name)}
@@ -68,6 +71,13 @@ class SupervisordAdapter(Adapter):
 
     def command(self) -> list[str]:
         return [str(self.executable), "-n", "-c", str(self.workdir / "supervisord.conf")]
+
+    def client_command(self, command: str, service: str) -> list[str] | None:
+        """``supervisorctl`` over the unix socket; ``tail`` prints the last 1600 bytes."""
+        verb = {"status": ["status"], "logs": ["tail", service], "restart": ["restart", service]}
+        ctl = self.executable.with_name("supervisorctl")
+        conf = str(self.workdir / "supervisord.conf")
+        return [str(ctl), "-c", conf, *verb[command]] if command in verb else None
 
     def log_path(self, service: str) -> Path:
         return self.workdir / "logs" / f"{service}.log"

@@ -243,3 +243,133 @@ def alive(proc: psutil.Process) -> bool:
         return False
 
 
+
+
+# ------------------------------------------------------------ issue 14's long proofs
+# (test_kill9_demo.py, test_compressed_soak.py): the stack observed through its control
+# socket and /proc, without a CLI process per look (the soak looks every second).
+
+
+def control_target(stack: MindStack) -> Any:
+    """The ``Target`` of ``stack``'s supervisor, for :func:`socket_status`."""
+    from mpsv3.cli.client_verbs import locate
+
+    return locate(stack.config_path, stack.set_args()[1::2])
+
+
+def socket_status(target: Any, timeout: float = 10.0) -> dict[str, Any] | None:
+    """``status`` through the control socket (a dict like ``status --json``), None if none answers."""
+    import asyncio
+
+    from mpsv3.control.client import request
+    from mpsv3.errors import MpsvError
+
+    try:
+        reply = asyncio.run(request(target, {"cmd": "status"}, timeout))
+    except (MpsvError, OSError):
+        return None
+    return dict(reply["result"]) if reply.get("ok") else None
+
+
+def wait_supervised(
+    stack: MindStack, target: Any, ids: tuple[str, ...], *, timeout: float = READY_TIMEOUT_S
+) -> dict[str, Any]:
+    """The status of the supervisor started as ``stack.process`` once every one of ``ids`` is ready.
+
+    A supervisor that was killed leaves ``ready`` in its events; this asks the live one (its
+    ``pid`` is the ``up`` process the test started), so it never mistakes the old run for the new.
+    """
+    deadline = time.monotonic() + timeout
+    process = stack.process
+    assert process is not None
+    status: dict[str, Any] | None = None
+    while True:
+        status = socket_status(target)
+        if status is not None and status["supervisor"]["pid"] == process.pid:
+            states = {s["id"]: s["state"] for s in status["services"]}
+            if all(states.get(sid) == "ready" for sid in ids):
+                return status
+        if process.poll() is not None:
+            raise AssertionError(f"up exited with {process.returncode}:\n{stack.console_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"not all ready within {timeout:g}s: {status}\n{stack.describe_failures()}"
+            )
+        time.sleep(0.2)
+
+
+def instance_cgroup(stack: MindStack) -> Path | None:
+    """The instance's cgroup, as the running supervisor recorded it (``run/state.json``)."""
+    import json
+
+    try:
+        record = json.loads((stack.state_dir / "run" / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    bases = record.get("cgroups") or []
+    return Path(bases[0]) if bases else None
+
+
+def cgroup_members(cgroup: Path | None) -> list[int]:
+    """Every process in ``cgroup`` and below it (none when it is gone)."""
+    if cgroup is None or not cgroup.is_dir():
+        return []
+    found = []
+    for procs in cgroup.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            found.extend(int(line) for line in procs.read_text().split())
+    return found
+
+
+def everything_of(stack: MindStack, up_pid: int, cgroup: Path | None) -> list[psutil.Process]:
+    """``up``, every descendant of it, every process of the stack's services and of its cgroup."""
+    found = {up_pid: psutil.Process(up_pid)}
+    with contextlib.suppress(psutil.Error):
+        for proc in found[up_pid].children(recursive=True):
+            found.setdefault(proc.pid, proc)
+    for proc in stack.processes():
+        found.setdefault(proc.pid, proc)
+    for pid in cgroup_members(cgroup):
+        with contextlib.suppress(psutil.Error):
+            found.setdefault(pid, psutil.Process(pid))
+    return list(found.values())
+
+
+def still_alive(procs: list[psutil.Process]) -> list[str]:
+    """The processes of ``procs`` still running (the same ones: psutil checks the start time)."""
+    left = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{proc.pid} {' '.join(proc.cmdline()) or proc.name()}")
+    return left
+
+
+def listening_ports(procs: list[psutil.Process]) -> set[int]:
+    """The TCP ports ``procs`` listen on."""
+    ports = set()
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    ports.add(conn.laddr.port)
+    return ports
+
+
+def held_ports(ports: set[int]) -> dict[int, str]:
+    """Which of ``ports`` something still listens on or holds, with who (empty: all free)."""
+    import socket
+
+    held: dict[int, str] = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports:
+            held[conn.laddr.port] = f"listened on by PID {conn.pid}"
+    for port in ports - held.keys():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as exc:
+                held[port] = f"cannot bind: {exc}"
+    return held
+
