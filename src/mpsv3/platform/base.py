@@ -176,6 +176,26 @@ def process_markers(instance: str, service: str) -> dict[str, str]:
     return {INSTANCE_MARKER: instance, SERVICE_MARKER: service}
 
 
+async def wait_members_gone(tree: ProcessTree, timeout: float) -> bool:
+    """Wait until no member of ``tree`` is alive, at most ``timeout``; True if none is left.
+
+    Members can join while we wait (a fork in the tree), so the list is read again each time
+    the platform's exit wait returns, until it is empty or the time is up.
+    """
+    from mpsv3.platform import wait_pids_exit
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(timeout, 0.0)
+    while True:
+        members = tree.alive_members()
+        if not members:
+            return True
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        await wait_pids_exit(members, remaining)
+
+
 async def terminate(tree: ProcessTree, signame: str, grace_s: float) -> ExitStatus:
     """Stop a tree: ``signame`` (and SIGCONT) to all of it, ``grace_s`` to leave, then kill.
 

@@ -43,6 +43,7 @@ from mpsv3.platform.base import (
     ExitStatus,
     ProcessRecord,
     terminate,
+    wait_members_gone,
 )
 from mpsv3.platform.scan import is_alive, iter_marked, markers_of, self_and_ancestors
 
@@ -243,18 +244,7 @@ class LeftoverTree:
         return ExitStatus(code=None, signal=None)
 
     async def wait_gone(self, timeout: float) -> bool:
-        from mpsv3.platform import wait_pids_exit
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout, 0.0)
-        while True:
-            members = self.alive_members()
-            if not members:
-                return True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await wait_pids_exit(members, remaining)
+        return await wait_members_gone(self, timeout)
 
 
 async def reclaim(leftovers: list[Leftover], grace_s: float | None = None) -> list[int]:

@@ -31,6 +31,7 @@ from mpsv3.platform.base import (
     ExitStatus,
     SpawnError,
     leader_identity,
+    wait_members_gone,
 )
 from mpsv3.platform.leader import Leader, start_leader
 from mpsv3.platform.pressure import is_exhaustion
@@ -224,16 +225,7 @@ class PosixProcessTree:
         self._signal_all(signal.SIGKILL)
 
     async def wait_gone(self, timeout: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout, 0.0)
-        while True:
-            members = self.alive_members()
-            if not members:
-                return True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await wait_pids_exit(members, remaining)
+        return await wait_members_gone(self, timeout)
 
 
 def _check_executable(argv: list[str], cwd: Path, env: dict[str, str]) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from mpsv3.platform.base import ExitStatus, SpawnError, leader_identity
+from mpsv3.platform.base import ExitStatus, SpawnError, leader_identity, wait_members_gone
 from mpsv3.platform.leader import LeaderProcess, start_leader
 from mpsv3.platform.scan import is_alive, iter_marked, self_and_ancestors
 
@@ -119,19 +119,12 @@ class WindowsProcessTree:
                     proc.kill()
 
     async def wait_gone(self, timeout: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout, 0.0)
-        while True:
-            members = self.alive_members()
-            if not members:
-                if self._proc.returncode is not None:
-                    job, self._job = self._job, None
-                    close_handle(job)
-                return True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await wait_pids_exit(members, remaining)
+        if not await wait_members_gone(self, timeout):
+            return False
+        if self._proc.returncode is not None:
+            job, self._job = self._job, None
+            close_handle(job)
+        return True
 
 
 async def spawn(
