@@ -14,7 +14,9 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from mpsv3.errors import MpsvError
 from mpsv3.platform import open_private_file
+from mpsv3.platform.pressure import is_exhaustion
 
 #: The most a log file may allow: owner read/write, group read.
 LOG_FILE_MODE = 0o640
@@ -75,3 +77,19 @@ class RotatingLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def open_service_log(path: Path, max_bytes: int, backups: int) -> RotatingLog | str:
+    """A service's log, or why it cannot be opened: then the service cannot start (its fault).
+
+    Raises:
+        OSError: the supervisor is out of descriptors or memory (our shortage: retry later).
+    """
+    try:
+        return RotatingLog(path, max_bytes, backups)
+    except OSError as exc:
+        if is_exhaustion(exc):
+            raise
+        return f"cannot open its log {path}: {exc.strerror or exc}"
+    except MpsvError as exc:
+        return f"cannot open its log: {exc}"

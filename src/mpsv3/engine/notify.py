@@ -20,7 +20,9 @@ import socket
 import stat
 from pathlib import Path
 
+from mpsv3.plan import ServicePlan
 from mpsv3.platform.dirs import fresh_dir_for, give_to, short_digest, temp_dir
+from mpsv3.platform.users import account_ids
 
 __all__ = ["MAX_SOCKET_PATH_BYTES", "NotifySocket", "parse_notify_message", "socket_path_for"]
 
@@ -179,3 +181,17 @@ def _private_dir(folder: Path) -> Path:
             raise OSError(f"{folder} exists and is not a folder owned by this user") from None
     folder.chmod(0o700)
     return folder
+
+
+async def notify_socket_for(spec: ServicePlan, run_dir: Path) -> NotifySocket | None:
+    """The open notify socket of a service whose readiness is ``notify``, else None.
+
+    Raises:
+        OSError: see :meth:`NotifySocket.open`.
+    """
+    if spec.readiness is None or spec.readiness.check.kind != "notify":
+        return None
+    owner = account_ids(spec.user, spec.group) if spec.user or spec.group else None
+    sock = NotifySocket(run_dir / f"{spec.id}.notify", owner)
+    await sock.open()
+    return sock

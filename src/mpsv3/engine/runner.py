@@ -14,25 +14,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mpsv3 import platform
 from mpsv3._compat import TaskGroup
 from mpsv3.engine.guarded_tasks import GuardedTasks
-from mpsv3.engine.logfile import RotatingLog
-from mpsv3.engine.notify import NotifySocket
+from mpsv3.engine.logfile import RotatingLog, open_service_log
+from mpsv3.engine.notify import NotifySocket, notify_socket_for
 from mpsv3.engine.probing import attach_log_gate, liveness_loop, readiness_gate
 from mpsv3.engine.pump import OutputPump
 from mpsv3.engine.resources import Usage, watch_memory
 from mpsv3.engine.runner_context import LastExit, RunnerContext
 from mpsv3.engine.service_status import service_status
-from mpsv3.errors import MpsvError
 from mpsv3.plan import ServicePlan
 from mpsv3.platform import ExitStatus, ProcessTree, SpawnError
 from mpsv3.platform.pressure import is_exhaustion
-from mpsv3.platform.users import account_env, account_ids
+from mpsv3.platform.users import account_env
 from mpsv3.policy import backoff
 from mpsv3.policy.lifecycle import Model, step
 from mpsv3.policy.messages import (
@@ -187,12 +186,12 @@ class ServiceRunner:
             self.ctx.bus.emit(effect.name, self.spec.id, **effect.fields)
         elif isinstance(effect, CheckPorts):
             if self.spec.ports:
-                self._task(self._check_ports(), "ports", on_error=self._retry_later(self._check_ports))
+                self._tasks.start(self._check_ports(), "ports", on_error=self._tasks.retry_later(self._check_ports))
             else:
                 self.post(PortsChecked(None))
         elif isinstance(effect, Spawn):
             attempt = effect.attempt
-            self._task(self._spawn(attempt), "spawn", on_error=self._spawn_failed(attempt))
+            self._tasks.start(self._spawn(attempt), "spawn", on_error=self._spawn_failed(attempt))
         elif isinstance(effect, StartGate):
             self._start_gate()
         elif isinstance(effect, StartLiveness):
@@ -212,21 +211,12 @@ class ServiceRunner:
         elif isinstance(effect, CancelBackoff):
             self._cancel_timer()
 
-    def _task(
-        self, coro: Coroutine[Any, Any, None], kind: str = "task",
-        on_error: Callable[[BaseException], None] | None = None,
-    ) -> asyncio.Task[None]:
-        return self._tasks.start(coro, kind, on_error)
-
-    def _retry_later(self, action: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[BaseException], None]:
-        return self._tasks.retry_later(action)
-
     def _spawn_failed(self, attempt: int) -> Callable[[BaseException], None]:
         """A spawn that raised: our shortage is retried; anything else fails this start."""
 
         def failed(exc: BaseException) -> None:
             if is_exhaustion(exc):
-                self._retry_later(lambda: self._spawn(attempt))(exc)
+                self._tasks.retry_later(lambda: self._spawn(attempt))(exc)
             else:
                 self.post(SpawnFailed(f"cannot start {self.spec.argv[0]!r}: {type(exc).__name__}: {exc}"))
 
@@ -262,14 +252,10 @@ class ServiceRunner:
         """The service's log file, or why it cannot be opened (a failed start, not ours)."""
         if self._log is None:
             path = self.ctx.state_dir / "logs" / f"{self.spec.id}.log"
-            try:
-                self._log = RotatingLog(path, self.ctx.log_max_bytes, self.ctx.log_backups)
-            except OSError as exc:
-                if is_exhaustion(exc):
-                    raise
-                return f"cannot open its log {path}: {exc.strerror or exc}"
-            except MpsvError as exc:
-                return f"cannot open its log: {exc}"
+            opened = open_service_log(path, self.ctx.log_max_bytes, self.ctx.log_backups)
+            if isinstance(opened, str):
+                return opened
+            self._log = opened
         return self._log
 
     async def _spawn(self, attempt: int) -> None:
@@ -280,11 +266,8 @@ class ServiceRunner:
             return
         env = self.environment()
         env.update(platform.process_markers(self.ctx.instance, spec.id))
-        notify = None
-        if spec.readiness is not None and spec.readiness.check.kind == "notify":
-            owner = account_ids(spec.user, spec.group) if spec.user or spec.group else None
-            notify = NotifySocket(self.ctx.state_dir / "run" / f"{spec.id}.notify", owner)
-            await notify.open()
+        notify = await notify_socket_for(spec, self.ctx.state_dir / "run")
+        if notify is not None:
             env.update(notify.env)
         try:
             tree = await self.ctx.spawn(
@@ -301,10 +284,10 @@ class ServiceRunner:
         self._pump = pump = OutputPump(spec.id, log, self.ctx.console)
         pump.on_error = lambda exc: self.ctx.report(f"log:{exc.errno}", exc, spec.id)
         self.post(Spawned(tree.pid, tree.pgid, attempt))  # StartGate attaches a log listener
-        pump_task = self._task(pump.run(tree.output))
-        self._task(self._watch_exit(tree, pump_task))
+        pump_task = self._tasks.start(pump.run(tree.output))
+        self._tasks.start(self._watch_exit(tree, pump_task))
         if spec.memory_mb is not None:
-            self._memory_task = self._task(watch_memory(tree, spec.memory_mb, self.ctx.sampler, spec.id, self.post))
+            self._memory_task = self._tasks.start(watch_memory(tree, spec.memory_mb, self.ctx.sampler, spec.id, self.post))
 
     async def _watch_exit(self, tree: ProcessTree, pump_task: asyncio.Task[None]) -> None:
         """The leader's exit, from the OS; what it left in its group goes too."""
@@ -329,7 +312,7 @@ class ServiceRunner:
         tree = self.tree
         if tree is None or self._stop_task is not None:
             return  # already stopping, or the leader's exit is being handled
-        self._stop_task = self._task(self._stop_tree(tree, signame, grace_s), "stop", on_error=self._force_stop(tree))
+        self._stop_task = self._tasks.start(self._stop_tree(tree, signame, grace_s), "stop", on_error=self._force_stop(tree))
 
     def _force_stop(self, tree: ProcessTree) -> Callable[[BaseException], None]:
         """The stop routine itself failed: kill the tree and go on as if it had stopped."""
@@ -375,13 +358,13 @@ class ServiceRunner:
             )
             self.post(outcome)
 
-        self._probes.append(self._task(gate()))
+        self._probes.append(self._tasks.start(gate()))
 
     def _start_liveness(self) -> None:
         spec = self.spec.liveness
         assert spec is not None
         loop = liveness_loop(spec, self.ctx.probes, cwd=Path(self.spec.cwd), env=self.environment(), post=self.post)
-        self._probes.append(self._task(loop))
+        self._probes.append(self._tasks.start(loop))
 
     def environment(self) -> dict[str, str]:
         """The service's environment (without the markers): base, its user's, then its own."""

@@ -4,18 +4,16 @@ Why one object: it owns everything that lives as long as ``mpsv3 up`` (the lease
 the runners, the watcher, the control server) and is the only place that knows how services
 relate: who waits for whom (``policy.gate``), what a reload changes (``policy.reload_plan``),
 in which order things stop. Each runner reports every change through one callback,
-:meth:`_on_change`; the supervisor answers with gate updates to dependents, alerts and
-dependents' restarts. All of it runs on one asyncio loop; nothing here blocks it.
+:meth:`_on_change`; the supervisor answers with gate updates to dependents and alerts, and
+hands ordered restarts (rolling, dependents') to :mod:`mpsv3.engine.rollouts`. All of it runs on one asyncio loop; nothing here blocks it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -30,13 +28,15 @@ from mpsv3.engine.events import EventBus, utc_timestamp
 from mpsv3.engine.ports import PortGuard
 from mpsv3.engine.probes import ProbeRunner
 from mpsv3.engine.resources import Usage, as_fields
+from mpsv3.engine.rollouts import Rollouts
 from mpsv3.engine.run_record import RunRecord
 from mpsv3.engine.runner import ServiceRunner
 from mpsv3.engine.runner_context import RunnerContext
 from mpsv3.engine.stack_chores import StackChores
 from mpsv3.engine.trouble import Trouble
-from mpsv3.errors import EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE, MpsvError
+from mpsv3.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, MpsvError
 from mpsv3.plan import ServicePlan, StackPlan
+from mpsv3.platform.signals import on_stop_signals
 from mpsv3.policy.gate import gate
 from mpsv3.policy.graph import DependencyGraph
 from mpsv3.policy.lifecycle import Model
@@ -61,7 +61,8 @@ class Supervisor:
         console: where service output and supervisor lines are echoed; None for none.
         loader: how ``reload`` reads the config again (default: the config loader).
         verbose: the console shows every supervisor line, not the digest (``up -v``).
-        lease: the lease, already held (the keeper took it before forking us).
+        lease: the lease, already held (by ``up``, or the keeper before it started us); None
+            only to check the arguments (``up`` does before it takes the lease).
     """
 
     def __init__(
@@ -81,8 +82,7 @@ class Supervisor:
         self.profiles = tuple(profiles)
         self.console = console
         self.state_dir = Path(plan.state_dir)
-        self.lease = lease or platform.SingletonLease(plan.name)
-        self._lease_held = lease is not None
+        self.lease = lease
         self.containment: platform.Containment | None = None
         self.runners: dict[str, ServiceRunner] = {}
         self.started_at = time.time()
@@ -94,8 +94,7 @@ class Supervisor:
         self._shutdown = asyncio.Event()
         self._changed = asyncio.Event()
         self._ctx: RunnerContext | None = None
-        self._restart_dependents_when_ready: set[str] = set()
-        self._rolling: set[str] = set()
+        self.rollouts = Rollouts(self)
         self._stack_ready_sent = False
 
     def _expand(self, ids: Sequence[str]) -> list[str]:
@@ -115,19 +114,13 @@ class Supervisor:
     # ------------------------------------------------------------------------- lifecycle
 
     async def run(self) -> int:
-        """Acquire the lease (unless the keeper holds it for us), serve until shutdown."""
-        if self._lease_held:
-            return await self._run_leased()
-        acquire_lease(self.lease, self.plan.name)
-        try:
-            return await self._run_leased()
-        finally:
-            self.lease.release()
-
-    async def _run_leased(self) -> int:
+        """Serve until shutdown; the caller holds the lease (``up``, or the keeper for us)."""
+        lease = self.lease
+        if lease is None:
+            raise MpsvError("internal: the supervisor runs only under a held lease", EXIT_FAILURE)
         loop = asyncio.get_running_loop()
         platform.prepare_supervisor(loop)
-        self._install_signal_handlers(loop)  # before anything slow: a stop during start-up is clean
+        on_stop_signals(loop, self.request_shutdown)  # first: a stop during start-up is clean
         self.bus = bus = self.chores.open_files()
         self.trouble = trouble = Trouble(bus)
         loop.set_exception_handler(trouble.loop_handler)
@@ -137,7 +130,7 @@ class Supervisor:
             "lease_acquired", pid=self.up_pid, instance=self.plan.name, config=self.plan.config_path,
             supervisor_pid=os.getpid(), containment=containment.mechanisms,
         )
-        self._watch_keeper(loop, containment.keeper_pid)
+        self._watch_keeper(loop, containment.keeper_pid, lease)
         record = RunRecord(self.state_dir / "run" / "state.json", self.plan.name)
         record.cgroup_base = str(containment.base) if containment.base is not None else None
         await self.chores.reclaim_leftovers(record)
@@ -167,7 +160,8 @@ class Supervisor:
             self.chores.close_files()
         return EXIT_OK
 
-    def _watch_keeper(self, loop: asyncio.AbstractEventLoop, keeper: int | None) -> None:
+    def _watch_keeper(self, loop: asyncio.AbstractEventLoop, keeper: int | None,
+                      lease: platform.SingletonLease) -> None:
         """If the keeper dies, stop the stack in order and exit (nothing would end it later)."""
         if keeper is None:
             return
@@ -175,7 +169,7 @@ class Supervisor:
         def lost() -> None:
             assert self.bus is not None
             self.bus.emit("keeper_lost", pid=keeper, level="alert")
-            self.lease.mark_stopping()
+            lease.mark_stopping()  # a new `up` waits for us instead of failing
             self.request_shutdown()
 
         platform.on_process_exit(loop, keeper, lost)
@@ -214,18 +208,6 @@ class Supervisor:
     def background(self, chore: Coroutine[Any, Any, None]) -> None:
         """Run a chore (alert, reload, dependents' restart) until done or shutdown."""
         self.chores.background(chore)
-
-    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
-        # SIGHUP: the terminal of a foreground `up` closed; SIGQUIT: asked to quit. Both stop
-        # the stack in order, as SIGINT and SIGTERM do (their default action would kill us).
-        for signame in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGBREAK"):
-            signum = getattr(signal, signame, None)
-            if signum is None:
-                continue
-            try:
-                loop.add_signal_handler(signum, self.request_shutdown)
-            except (NotImplementedError, RuntimeError):  # Windows' loops have no signal handlers
-                signal.signal(signum, lambda *_: loop.call_soon_threadsafe(self.request_shutdown))
 
     async def _stop_all(self) -> None:
         """Stop every service in reverse dependency order, a layer at a time."""
@@ -293,19 +275,11 @@ class Supervisor:
         if new.state is State.QUARANTINED and old.state is not State.QUARANTINED:
             self.chores.alert(runner)
         if new.state is not old.state and new.state in SATISFIES_DEPENDENTS:
-            self._after_ready(runner, old)
+            self.rollouts.became_ready(runner)
         self._changed.set()
         self._changed = asyncio.Event()
         if not self._stack_ready_sent:
             self._check_stack_ready()
-
-    def _after_ready(self, runner: ServiceRunner, old: Model) -> None:
-        """Restart dependents once ``runner`` is ready again after a change, or a task re-ran."""
-        sid = runner.spec.id
-        rerun_task = runner.model.state is State.COMPLETED and runner.model.spawns > 1
-        if sid in self._restart_dependents_when_ready or rerun_task:
-            self._restart_dependents_when_ready.discard(sid)
-            self.background(self._restart_dependents(sid))
 
     def _check_stack_ready(self) -> None:
         wanted = [self.runners[sid] for sid in self.selected if sid in self.runners]
@@ -320,65 +294,11 @@ class Supervisor:
             self.bus.emit("stack_ready", after_ms=after_ms, ready=len(wanted), total=len(self.runners), urls=urls)
 
     def on_files_changed(self, service: str, paths: list[str]) -> None:
-        runner = self.runners.get(service)
-        if runner is None or runner.spec.watch is None:
-            return
-        watch = runner.spec.watch
-        if watch.restart_dependents and watch.on_change == "restart" and runner.wanted:
-            self._restart_dependents_when_ready.add(service)
-        members = [m for m in self.plan.members().get(runner.spec.template, [service]) if m in self.runners]
-        if watch.on_change == "restart" and len(members) > 1:
-            # A replicated service's replicas see the same change: roll it, one at a time.
-            assert self.bus is not None
-            self.bus.emit("reload", service, paths=paths[:5], count=len(paths), action="restart (rolling)")
-            self.roll(runner.spec.template, members, "reload")
-            return
-        runner.file_changed(paths)
+        self.rollouts.files_changed(service, paths)
 
     def roll(self, template: str, ids: list[str], reason: str) -> bool:
-        """Restart ``ids`` one at a time, each once the one before is ready again.
-
-        A replica that does not come back (backoff, quarantine...) halts the roll there, so a
-        bad release never takes the whole pool down. False when a roll of ``template`` is
-        already under way (it reads the new files and config as it goes).
-        """
-        if template in self._rolling:
-            return False
-        self._rolling.add(template)
-        self.background(self._roll(template, ids, reason))
-        return True
-
-    async def _roll(self, template: str, ids: list[str], reason: str) -> None:
-        try:
-            for sid in ids:
-                runner = self.runners.get(sid)
-                if runner is None or not runner.wanted:
-                    continue
-                spawns = runner.model.spawns
-                runner.restart(reason)
-                await self.wait_for(functools.partial(runner.settled_since, spawns))
-                if not (runner.model.spawns > spawns and runner.model.satisfies_dependents):
-                    assert self.bus is not None
-                    left = ids[ids.index(sid) + 1 :]
-                    self.bus.emit("rollout_halted", template, replica=sid, state=runner.state.value,
-                                  reason=runner.reason, not_restarted=left, level="warning")
-                    return
-        finally:
-            self._rolling.discard(template)
-
-    async def _restart_dependents(self, sid: str) -> None:
-        """After ``sid`` is ready again: restart its dependents, layer by layer, in order."""
-        dependents = set(self.graph.dependents(sid, transitive=True))
-        for layer in self.graph.layers():
-            runners = [self.runners[d] for d in layer if d in dependents and d in self.runners]
-            runners = [r for r in runners if r.wanted and r.state is not State.PENDING]
-            spawns = {r.spec.id: r.model.spawns for r in runners}
-            for runner in runners:
-                runner.restart("reload")
-            await asyncio.gather(*(self._settled_after_restart(r, spawns[r.spec.id]) for r in runners))
-
-    async def _settled_after_restart(self, runner: ServiceRunner, spawns: int) -> None:
-        await self.wait_for(functools.partial(runner.settled_since, spawns))
+        """A rolling restart of ``ids`` (see :mod:`mpsv3.engine.rollouts`)."""
+        return self.rollouts.roll(template, ids, reason)
 
     # -------------------------------------------------------------------------- status
 
@@ -461,14 +381,6 @@ class Supervisor:
                              plan.overrides, stat)
         except OSError as exc:
             self.trouble.report("index", exc)
-
-
-def acquire_lease(lease: platform.SingletonLease, name: str) -> None:
-    """Take the instance's lease now, or raise the contract's exit-75 error naming the holder."""
-    if not lease.acquire():
-        holder = lease.holder_pid()
-        who = f"PID {holder}" if holder else "another process"
-        raise MpsvError(f"instance '{name}' is already supervised by {who}", EXIT_TEMPFAIL)
 
 
 def _resting(runner: ServiceRunner) -> Callable[[], bool]:
