@@ -165,9 +165,8 @@ def test_stopping_at_sigterm(make_stack: Any, systemd: FakeSystemd) -> None:
     assert all("READY" not in m for _, m in systemd.received()[index:])
 
 
-@pytest.mark.xfail(strict=True, reason="engine gap: no event marks the start of a shutdown (shutdown_started), "
-                   "so STOPPING=1 can only go out at the `shutdown` event, once every service has stopped")
 def test_stopping_comes_before_the_services_stop(make_stack: Any, systemd: FakeSystemd) -> None:
+    """The ``shutdown_started`` event (SIGTERM, ``down``) sends STOPPING=1 before anything stops."""
     stack = start(make_stack, systemd, f"""
         version: 1
         services:
@@ -185,9 +184,9 @@ def test_stopping_comes_before_the_services_stop(make_stack: Any, systemd: FakeS
     assert stack.process is not None
     stack.process.terminate()
     index = systemd.wait_for("STOPPING", "1", timeout=10)
+    assert stack.stop() == 0
     stopped = next(e for e in stack.events() if e["event"] == "stopped" and e["service"] == "lingering")
-    assert systemd.received()[index][0] < seconds(stopped["ts"])
-    stack.stop()
+    assert systemd.received()[index][0] < seconds(stopped["ts"]) - 1.0  # it lingered 1.5 s after
 
 
 def test_reloading_then_ready_once_the_new_config_runs(make_stack: Any, systemd: FakeSystemd) -> None:
@@ -223,3 +222,12 @@ def test_a_reload_of_probes_only_ends_with_ready(make_stack: Any, systemd: FakeS
     ready = systemd.wait_for("READY", "1", after=reloading, timeout=5)
     assert systemd.received()[ready][1]["STATUS"] == "2/2 ready"
     assert stack.count("spawned", "slow") == 1
+
+
+def test_stopping_at_down(make_stack: Any, systemd: FakeSystemd) -> None:
+    stack = start(make_stack, systemd, config(slow_after=0.1))
+    systemd.wait_for("READY", "1")
+    assert stack.cli("down").returncode == 0
+    systemd.wait_for("STOPPING", "1", timeout=5)
+    assert stack.process is not None and stack.process.wait(timeout=30) == 0
+    stack.process = None

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from mpsv3 import __version__
+from mpsv3.cli.lazy_group import LazyGroup
 from mpsv3.errors import EXIT_CONFIG, EXIT_USAGE, ConfigInvalid, MpsvError
 
 CONFIG_OPTION = click.option(
@@ -25,7 +26,17 @@ SET_OPTION = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands imported only when they run (``cli/lazy_group.py``): each pulls in what a client
+#: command must not pay for (pydantic for export, Textual, asyncio).
+LAZY_COMMANDS = {
+    "export": ("mpsv3.export.cli:export_command", "Export the stack to systemd units, a compose.yaml, or Kubernetes objects."),
+    "ui": ("mpsv3.cli.ui_command:ui", "Interactive screen: every service, its figures and its log."),
+    "attach": ("mpsv3.cli.attach_command:attach", "Follow the running supervisor's console; Ctrl-C detaches."),
+    "service": ("mpsv3.cli.service_command:service", "Run this stack at boot: a systemd unit, launchd, a Windows task."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mpsv3")
 def main_group() -> None:
     """mpsv3: supervise a stack of services (dependency order, readiness, backoff, hot reload)."""
@@ -77,14 +88,12 @@ def up(
     quiet: bool, verbose: bool, detach: bool, wait_timeout: float | None,
 ) -> None:
     """Run the stack in the foreground until Ctrl-C, SIGTERM or `mpsv3 down` (or detached: -d)."""
+    from mpsv3.cli.plans import load_plan
     from mpsv3.cli.up_command import run_up
-    from mpsv3.config.loader import parse_overrides
-    from mpsv3.planner import compile_plan
 
     if wait_timeout is not None and not detach:
         raise click.UsageError("--wait-timeout goes with -d/--detach")
-    overrides = parse_overrides(assignments)
-    plan = compile_plan(load(config_path, assignments), overrides)
+    plan, _warnings = load_plan(config_path, assignments)
     if detach:
         from mpsv3.cli.detach import UpOptions, run_detached
         from mpsv3.cli.up_command import check_up
@@ -96,17 +105,9 @@ def up(
 
 
 def _register_extensions() -> None:
-    from mpsv3.cli.attach_command import attach
     from mpsv3.cli.client_verbs import register
-    from mpsv3.cli.service_command import service
-    from mpsv3.cli.ui_command import ui
-    from mpsv3.export.cli import export_command
 
     register(main_group)
-    main_group.add_command(export_command, "export")
-    main_group.add_command(ui, "ui")
-    main_group.add_command(attach, "attach")
-    main_group.add_command(service, "service")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

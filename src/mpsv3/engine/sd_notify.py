@@ -13,7 +13,8 @@ them on ``$NOTIFY_SOCKET`` (``sd_notify(3)``: one datagram of ``KEY=VALUE`` line
 - ``RELOADING=1`` (with ``MONOTONIC_USEC=``) when a reload is accepted, and ``READY=1`` once
   every wanted service runs the new config and is ready again (at once when the reload was
   rejected: nothing changed);
-- ``STOPPING=1`` when the stack begins to stop.
+- ``STOPPING=1`` when the stack begins to stop (``shutdown_started``; ``shutdown`` at the
+  latest).
 
 The messages come from the supervisor's process, a child of the unit's main process (the
 keeper): the unit needs ``NotifyAccess=all``. The supervisor strips ``NOTIFY_SOCKET`` from

@@ -186,8 +186,6 @@ class StackChores:
         where = InstanceRef(plan.name, Path(plan.state_dir), Path(plan.config_path))
 
         async def handle(request: dict[str, Any]) -> dict[str, Any]:
-            if request.get("cmd") == "down" and self._notify is not None:
-                self._notify.stopping()
             return await dispatch(self._sup, request)
 
         self._control = ControlServer(socket_path(where), handle, streamer=self._follow)
