@@ -170,11 +170,6 @@ def test_kill_9_of_up_ten_times_leaves_no_process_and_no_port(
     print(f"kill -9 of the {victim}, {ROUNDS} rounds: {summary}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: after kill -9 of the supervisor, keeper.sweep returns before removing the "
-    "instance's cgroups when the parent-death signal has already ended every service",
-)
 def test_kill_9_of_the_supervisor_removes_the_instance_cgroup(mind_stack: MindStackFactory) -> None:
     """The keeper removes ``<cgroup>/mpsv3.<instance>`` (and its ``svc.*``) as it does when it sweeps."""
     stack = mind_stack("kill9-cgroup")

@@ -133,16 +133,31 @@ def _exit_code(child: int, status: int, swept: list[int]) -> int:
 
 
 def sweep(state_dir: str, supervisor: int, status: int) -> list[int]:
-    """End every descendant: stop signals first, SIGKILL after ``SWEEP_GRACE_S``; reaped."""
-    left = descendants(os.getpid())
-    if not left:
-        return []
-    groups = {pid: _pgid(pid) for pid in left}
+    """End every descendant: stop signals first, SIGKILL after ``SWEEP_GRACE_S``; reaped.
+
+    The instance's cgroups go too, even when nothing is left to end (the parent-death signal
+    may have ended every service before we got here): an empty cgroup is still ours to remove.
+    """
     record = _read_record(os.path.join(state_dir, "run", "state.json"))
+    cgroups = [c for c in record.get("cgroups", []) if isinstance(c, str)]
+    left = descendants(os.getpid())
+    ended: dict[int, int | None] = {}
+    if left:
+        ended = _end_all(left, record, cgroups)
+    for cgroup in cgroups:
+        _remove_empty(cgroup)
+    if ended:
+        _log(state_dir, supervisor, status, ended, record)
+    return sorted(ended)
+
+
+def _end_all(left: list[int], record: dict[str, Any], cgroups: list[str]) -> dict[int, int | None]:
+    """Stop, wait, kill until no descendant is left; each pid ended with its process group."""
+    groups = {pid: _pgid(pid) for pid in left}
     for service in record.get("services", {}).values():
         _stop_service(service)
     _wait_gone(left, SWEEP_GRACE_S)
-    for cgroup in record.get("cgroups", []):
+    for cgroup in cgroups:
         _cgroup_kill(cgroup)
     ended = set(left)
     while True:
@@ -156,10 +171,7 @@ def sweep(state_dir: str, supervisor: int, status: int) -> list[int]:
                 os.kill(pid, signal.SIGKILL)
         _reap_all()
     _reap_all()
-    for cgroup in record.get("cgroups", []):
-        _remove_empty(cgroup)
-    _log(state_dir, supervisor, status, {pid: groups.get(pid) for pid in sorted(ended)}, record)
-    return sorted(ended)
+    return {pid: groups.get(pid) for pid in sorted(ended)}
 
 
 def _stop_service(service: dict[str, Any]) -> None:
