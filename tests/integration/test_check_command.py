@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mind-protocol" / "services.yaml"
@@ -47,3 +48,40 @@ def test_version_and_missing_config() -> None:
     missing = run("check", "-c", "/nonexistent/services.yaml")
     assert missing.returncode == 78
     assert "cannot read config" in missing.stderr
+
+
+WARNED = """\
+version: 1
+state_dir: {state}
+services:
+  - id: once
+    cmd: ["{python}", "-c", "import time; time.sleep(60)"]
+    restart: {{policy: never}}
+  - id: app
+    cmd: ["{python}", "-c", "import time; time.sleep(60)"]
+    requires: [once]
+"""
+
+
+def test_a_configs_warnings_are_printed_by_check_and_by_every_up(tmp_path: Path) -> None:
+    """A warning (the config runs, but a dependent may wait for ever) is said, not cached away."""
+    config = tmp_path / "services.yaml"
+    config.write_text(WARNED.format(state=tmp_path / "state", python=sys.executable))
+    warning = f'{config}:9: warning: service "app": requires "once", which has restart.policy: never'
+    checked = run("check", "-c", str(config))
+    assert checked.returncode == 0 and checked.stderr.startswith(warning)
+    for _ in range(2):  # the second up takes the plan from the cache: the warning still shows
+        up = subprocess.Popen([sys.executable, "-m", "mpsv3", "up", "-c", str(config), "--quiet"],
+                              stderr=subprocess.PIPE, text=True)
+        try:
+            assert up.stderr is not None
+            assert up.stderr.readline().startswith(warning)
+            events = tmp_path / "state" / "events.jsonl"
+            deadline = time.monotonic() + 30
+            while '"stack_ready"' not in (events.read_text() if events.exists() else ""):
+                assert time.monotonic() < deadline, "the stack did not start"
+                time.sleep(0.05)
+        finally:
+            up.terminate()
+            assert up.wait(timeout=30) == 0
+        events.unlink()

@@ -444,6 +444,17 @@ CASES = [
         r'service "a": cmd: command is empty',
     ),
     (
+        "reserved-id",
+        """\
+        version: 1
+        services:
+          - id: mpsv3
+            cmd: echo
+        """,
+        3,
+        r'service "mpsv3": id: service id "mpsv3" is reserved: logs/mpsv3.log is the supervisor.s own log; choose another id',
+    ),
+    (
         "bad-id-chars",
         """\
         version: 1

@@ -24,7 +24,6 @@ Nothing of the engine is imported here: this is a client of the control socket.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import os
 import subprocess
 import sys
@@ -33,12 +32,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
 from mpsv3 import platform
 from mpsv3.control.protocol import InstanceRef, NotRunning
+from mpsv3.engine.reporter import event_seconds, origins
 from mpsv3.errors import EXIT_FAILURE, EXIT_OK, EXIT_TEMPFAIL, MpsvError
 from mpsv3.plan import StackPlan
 
@@ -112,21 +111,16 @@ def refuse_if_supervised(name: str) -> None:
 def spawn_detached(argv: list[str], console_log: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Start ``argv`` detached, its output appended to ``console_log``; it and the log's size."""
     from mpsv3.engine.logfile import open_log_file
+    from mpsv3.platform.host import detached_popen_options
 
     platform.ensure_private_dir(console_log.parent.parent)
     platform.ensure_private_dir(console_log.parent)
     env = {k: v for k, v in os.environ.items() if k not in MANAGER_VARIABLES}
     with open_log_file(console_log) as out:
         offset = out.tell()
-        if sys.platform == "win32":
-            flags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
-            child = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, creationflags=flags
-            )
-        else:
-            child = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
-            )
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, **detached_popen_options()
+        )
     return child, offset
 
 
@@ -182,7 +176,7 @@ class StackWaiter:
         for sid in selected:
             self._failed(sid, self.states[sid], status.get(sid, {}).get("reason"))
             if self.states[sid] == "ready" and status[sid].get("ready_since"):
-                self.ready_at[sid] = _seconds(status[sid]["ready_since"])
+                self.ready_at[sid] = event_seconds(status[sid]["ready_since"]) or 0.0
         after_ms: Any = None
         ready = bool(self.states) and all(state in READY_STATES for state in self.states.values())
         while not ready or time.time() < self._settled_at():
@@ -197,7 +191,7 @@ class StackWaiter:
                 self.states[sid] = str(event.get("to"))
                 self._failed(sid, self.states[sid], event.get("reason"))
                 if self.states[sid] == "ready":
-                    self.ready_at[sid] = _seconds(str(event.get("ts")))
+                    self.ready_at[sid] = event_seconds(str(event.get("ts"))) or 0.0
         return self._ready(selected, after_ms)
 
     async def _next(self, stream: Any, within_s: float | None) -> dict[str, Any] | None:
@@ -235,8 +229,8 @@ class StackWaiter:
         took = f" in {float(after_ms) / 1000:.1f} s" if isinstance(after_ms, (int, float)) else ""
         noun = "service" if len(selected) == 1 else "services"
         line = f"mpsv3: instance '{self.plan.name}' ready{took}: {len(selected)} {noun}, supervisor PID {self.pid}"
-        origins = _origins(urls)
-        click.echo(line + (" — " + " ".join(origins) if origins else ""))
+        where = origins(urls)
+        click.echo(line + (" — " + " ".join(where) if where else ""))
         return EXIT_OK
 
     def _check_child(self) -> None:
@@ -260,22 +254,3 @@ class StackWaiter:
             return ""
         tail = [line for line in text.splitlines() if line.strip()][-lines:]
         return (":\n  " + "\n  ".join(tail)) if tail else ""
-
-
-def _seconds(ts: str) -> float:
-    """Seconds since the epoch of ``2026-11-24T17:08:00.123Z`` (0 when unreadable)."""
-    try:
-        return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + int(ts[20:23]) / 1000
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _origins(urls: Sequence[str]) -> list[str]:
-    """``http://127.0.0.1:3000/`` for ``http://127.0.0.1:3000/healthz``, once each."""
-    seen: list[str] = []
-    for url in urls:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}/" if parts.scheme and parts.netloc else url
-        if origin not in seen:
-            seen.append(origin)
-    return seen

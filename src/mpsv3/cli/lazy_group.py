@@ -35,8 +35,11 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The list in ``--help``, from the table: nothing is imported to show it."""
+        eager = {name: cmd for name, cmd in self.commands.items() if name not in self._lazy}
+        # As click's own groups do: the short help may use the width left beside the names.
+        limit = formatter.width - 6 - max((len(name) for name in [*self._lazy, *eager]), default=0)
         rows = [(name, help_text) for name, (_, help_text) in sorted(self._lazy.items())]
-        rows += [(name, cmd.get_short_help_str()) for name, cmd in sorted(self.commands.items()) if name not in self._lazy]
+        rows += [(name, cmd.get_short_help_str(limit)) for name, cmd in sorted(eager.items())]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(sorted(rows))

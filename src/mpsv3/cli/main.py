@@ -59,6 +59,7 @@ def check(config_path: Path, explain: bool, assignments: tuple[str, ...]) -> Non
 
     config = load(config_path, assignments)
     graph = DependencyGraph.from_services(config.services)
+    _warn([str(warning) for warning in config.warnings])
     click.echo(f"{config_path}: ok, instance '{config.name}', {len(config.services)} services")
     click.echo("start order (services of a layer start in parallel):")
     for index, layer in enumerate(graph.layers(), 1):
@@ -93,7 +94,8 @@ def up(
 
     if wait_timeout is not None and not detach:
         raise click.UsageError("--wait-timeout goes with -d/--detach")
-    plan, _warnings = load_plan(config_path, assignments)
+    plan, warnings = load_plan(config_path, assignments)
+    _warn(warnings)
     if detach:
         from mpsv3.cli.detach import UpOptions, run_detached
         from mpsv3.cli.up_command import check_up
@@ -102,6 +104,12 @@ def up(
         options = UpOptions(assignments, only, profiles, quiet, verbose)
         sys.exit(run_detached(plan, options, wait_timeout))
     sys.exit(run_up(plan, only=only, profiles=profiles, quiet=quiet, verbose=verbose))
+
+
+def _warn(warnings: Sequence[str]) -> None:
+    """A config's warnings (it loads and runs, but see): one line each, on stderr."""
+    for warning in warnings:
+        click.echo(warning, err=True)
 
 
 def _register_extensions() -> None:

@@ -71,6 +71,8 @@ __all__ = [
 ]
 
 SERVICE_ID = re.compile(r"[a-z0-9_-]+")
+#: Ids whose log would be the supervisor's own file: ``logs/mpsv3.log``, ``logs/console.log``.
+RESERVED_IDS = frozenset({"mpsv3", "console"})
 INSTANCE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 #: Longest service id and instance name: they name files (``logs/ID.log.3``, the lease, the
 #: socket), and a file name has at most 255 bytes; a replica adds ``-N`` to its template's id.
@@ -202,6 +204,11 @@ class ServiceSpec(Model):
     @field_validator("id")
     @classmethod
     def _id_shape(cls, value: str) -> str:
+        if value in RESERVED_IDS:
+            raise ValueError(
+                f'service id "{value}" is reserved: logs/{value}.log is the supervisor\'s own '
+                "log; choose another id"
+            )
         return _file_name(
             value, SERVICE_ID, "service id", "lowercase letters, digits, _ and -",
             "the service's files (logs/ID.log)",

@@ -32,7 +32,7 @@ QUIET_EVENTS = frozenset({"probe_passed"})
 _META = ("ts", "service", "event", "level")
 
 
-def _seconds(ts: str) -> float | None:
+def event_seconds(ts: str) -> float | None:
     """Seconds since the epoch of an event's ``ts`` (``2026-11-24T17:08:00.123Z``)."""
     try:
         whole = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
@@ -89,7 +89,7 @@ def describe(event: dict[str, Any]) -> str | None:
     return f"{service}: {text}" if service else text
 
 
-def _origins(urls: Sequence[Any]) -> list[str]:
+def origins(urls: Sequence[Any]) -> list[str]:  # also what `up -d` prints when ready
     """``http://127.0.0.1:3000/`` for ``http://127.0.0.1:3000/healthz``: where to look, once each."""
     seen: list[str] = []
     for url in urls:
@@ -106,8 +106,8 @@ def _stack_ready(fields: dict[str, Any]) -> str:
     noun = "service" if total == 1 else "services"
     count = f"all {total} {noun}" if ready == total else f"{ready} of {total} {noun}"
     text = f"{count} ready in {_duration(float(fields.get('after_ms') or 0) / 1000)}"
-    origins = _origins(fields.get("urls") or [])
-    return f"{text} — {' '.join(origins)}" if origins else text
+    where = origins(fields.get("urls") or [])
+    return f"{text} — {' '.join(where)}" if where else text
 
 
 class ConsoleDigest:
@@ -203,7 +203,7 @@ class ConsoleDigest:
 
     def _stop(self, sid: str, name: str, fields: dict[str, Any], ts: Any) -> str | None:
         if name == "stopping":
-            self._stopping[sid] = _seconds(ts) if isinstance(ts, str) else None
+            self._stopping[sid] = event_seconds(ts) if isinstance(ts, str) else None
             return None
         if name == "exited":
             if sid in self._stopping:
@@ -215,7 +215,7 @@ class ConsoleDigest:
             return f"{sid} {how}"
         began = self._stopping.pop(sid, None)
         ended = self._ended.pop(sid, None)
-        now = _seconds(ts) if isinstance(ts, str) else None
+        now = event_seconds(ts) if isinstance(ts, str) else None
         took = f" in {_duration(max(0.0, now - began))}" if began is not None and now is not None else ""
         return f"{sid} stopped{took}" + (f" ({ended})" if ended else "")
 

@@ -14,16 +14,15 @@ import getpass
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from mpsv3.platform.host import ServiceManager, service_manager, service_manager_running
 from mpsv3.service_units import launchd, systemd, windows_task
 from mpsv3.service_units.spec import UnitSpec
 
-Kind = Literal["systemd", "launchd", "windows-task"]
+Kind = ServiceManager
 KINDS: tuple[Kind, ...] = ("systemd", "launchd", "windows-task")
 #: Runs one manager command: argv -> (exit code, what it printed).
 Runner = Callable[[Sequence[str]], "tuple[int, str]"]
@@ -42,11 +41,7 @@ class Outcome:
 
 def default_kind() -> Kind:
     """The service manager of this OS."""
-    if sys.platform == "darwin":
-        return "launchd"
-    if sys.platform == "win32":
-        return "windows-task"
-    return "systemd"
+    return service_manager()
 
 
 def render(kind: Kind, spec: UnitSpec) -> str:
@@ -84,11 +79,6 @@ def run_command(argv: Sequence[str]) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
-def systemd_running() -> bool:
-    """Whether systemd is this machine's init (``sd_booted(3)``)."""
-    return Path("/run/systemd/system").is_dir()
-
-
 def install(kind: Kind, spec: UnitSpec, *, run: Runner = run_command, managed: bool | None = None) -> Outcome:
     """Write the unit and enable it (``managed``: the manager runs here; default: detected)."""
     path = unit_path(kind, spec)
@@ -123,9 +113,7 @@ def uninstall(kind: Kind, spec: UnitSpec, *, run: Runner = run_command, managed:
 
 
 def _manager_here(kind: Kind) -> bool:
-    if kind == "systemd":
-        return sys.platform == "linux" and systemd_running()
-    return default_kind() == kind
+    return kind == service_manager() and service_manager_running()
 
 
 def _carry_out(
