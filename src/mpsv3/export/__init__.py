@@ -71,19 +71,11 @@ def export(
         return systemd.export(config, which=which)
     if target == "compose":
         result = compose.export(
-            config,
-            images=images,
-            default_image=default_image,
-            host_paths=host_paths,
-            build_context=build_context,
+            config, images=images, default_image=default_image, host_paths=host_paths, build_context=build_context
         )
     elif target == "kubernetes":
         result = kubernetes.export(
-            config,
-            images=images,
-            default_image=default_image,
-            wait_image=wait_image,
-            host_paths=host_paths,
+            config, images=images, default_image=default_image, wait_image=wait_image, host_paths=host_paths
         )
     else:
         raise ExportError(f"unknown export target {target!r}: use one of {', '.join(TARGETS)}")
