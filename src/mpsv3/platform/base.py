@@ -176,6 +176,15 @@ def process_markers(instance: str, service: str) -> dict[str, str]:
     return {INSTANCE_MARKER: instance, SERVICE_MARKER: service}
 
 
+async def done_within(done: asyncio.Future[None], timeout: float) -> bool:
+    """Whether ``done`` resolves within ``timeout`` seconds (it is not cancelled if not)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(done), timeout=max(timeout, 0.0))
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
 async def wait_members_gone(tree: ProcessTree, timeout: float) -> bool:
     """Wait until no member of ``tree`` is alive, at most ``timeout``; True if none is left.
 

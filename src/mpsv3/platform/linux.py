@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mpsv3.platform import proctable
+from mpsv3.platform.base import done_within
 
 assert sys.platform == "linux"
 
@@ -279,11 +280,7 @@ async def wait_pids_exit(pids: Iterable[int], timeout: float) -> bool:
             loop.add_reader(fd, exited, fd)
         if not pending:
             return True
-        try:
-            await asyncio.wait_for(asyncio.shield(done), timeout=max(timeout, 0.0))
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await done_within(done, timeout)
     finally:
         for fd in pending:
             loop.remove_reader(fd)

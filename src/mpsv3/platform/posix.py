@@ -30,6 +30,7 @@ else:
 from mpsv3.platform.base import (
     ExitStatus,
     SpawnError,
+    done_within,
     leader_identity,
     wait_members_gone,
 )
@@ -131,11 +132,7 @@ if sys.platform != "linux" and sys.platform != "win32":
             if not pending:
                 return True
             loop.add_reader(kq.fileno(), readable)
-            try:
-                await asyncio.wait_for(asyncio.shield(done), timeout=max(timeout, 0.0))
-            except asyncio.TimeoutError:
-                return False
-            return True
+            return await done_within(done, timeout)
         finally:
             loop.remove_reader(kq.fileno())
             kq.close()

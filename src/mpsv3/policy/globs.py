@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -106,17 +106,11 @@ def _expand(text: str) -> list[str]:
 
 def _find_group(text: str) -> int | None:
     """Index of the first ``{`` outside a class; raises on a stray ``}``."""
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "[":
-            index = _class_end(text, index) + 1
-            continue
+    for index, char in _outside_classes(text, 0):
         if char == "{":
             return index
         if char == "}":
             raise ValueError("unbalanced '}'")
-        index += 1
     return None
 
 
@@ -124,12 +118,7 @@ def _group_end(text: str, start: int) -> tuple[int, list[int]]:
     """The matching ``}`` of the group at ``start`` and its top-level comma positions."""
     depth = 0
     commas: list[int] = []
-    index = start
-    while index < len(text):
-        char = text[index]
-        if char == "[":
-            index = _class_end(text, index) + 1
-            continue
+    for index, char in _outside_classes(text, start):
         if char == "{":
             depth += 1
         elif char == "}":
@@ -138,8 +127,18 @@ def _group_end(text: str, start: int) -> tuple[int, list[int]]:
                 return index, commas
         elif char == "," and depth == 1:
             commas.append(index)
-        index += 1
     raise ValueError("unbalanced '{'")
+
+
+def _outside_classes(text: str, start: int) -> Iterator[tuple[int, str]]:
+    """Each character from ``start`` with its index, character classes ``[...]`` skipped."""
+    index = start
+    while index < len(text):
+        if text[index] == "[":
+            index = _class_end(text, index) + 1
+            continue
+        yield index, text[index]
+        index += 1
 
 
 def _class_end(text: str, start: int) -> int:
