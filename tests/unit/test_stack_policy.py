@@ -19,7 +19,8 @@ from mpsv3.plan import (
 )
 from mpsv3.policy.gate import gate
 from mpsv3.policy.graph import DependencyGraph
-from mpsv3.policy.reload_plan import plan_reload, probes_only, selected
+from mpsv3.errors import EXIT_USAGE, MpsvError
+from mpsv3.policy.reload_plan import check_profiles, expand_only, plan_reload, probes_only, selected
 from mpsv3.policy.states import State
 
 RESTART = RestartPlan("on-failure", BackoffPlan(1000, 2.0, 60000, 0.0), 10, 60.0)
@@ -69,6 +70,26 @@ def test_up_starts_enabled_services_of_active_profiles_and_what_they_need() -> N
     assert selected(plan, graph, (), ()) == {"db", "api", "tool", "off"}
     assert selected(plan, graph, (), ("debug",)) == {"db", "api", "tool", "off", "debug"}
     assert selected(plan, graph, ("api",), ()) == {"db", "api"}
+
+
+def test_only_names_services_or_replicated_templates() -> None:
+    plan = stack(svc("worker-1", template="worker", replica=1), svc("worker-2", template="worker", replica=2),
+                 svc("web", "worker"))
+    assert expand_only(plan, ["worker", "web"]) == ["worker-1", "worker-2", "web"]
+    assert expand_only(plan, ["worker-2"]) == ["worker-2"]
+    with pytest.raises(MpsvError) as caught:
+        expand_only(plan, ["wbe"])
+    assert caught.value.exit_code == EXIT_USAGE
+    assert str(caught.value) == "--only: unknown service wbe (valid: worker, web)"
+
+
+def test_a_profile_no_service_is_in_is_a_usage_error() -> None:
+    plan = stack(svc("db"), svc("debug", profiles=("debug", "ops")))
+    check_profiles(plan, ["ops", "debug"])
+    with pytest.raises(MpsvError) as caught:
+        check_profiles(plan, ["debgu"])
+    assert caught.value.exit_code == EXIT_USAGE
+    assert str(caught.value) == "--profile: no service is in debgu (profiles: debug, ops)"
 
 
 def test_reload_plan() -> None:

@@ -100,7 +100,7 @@ def up(
         from mpsv3.cli.detach import UpOptions, run_detached
         from mpsv3.cli.up_command import check_up
 
-        check_up(plan, only)
+        check_up(plan, only, profiles)
         options = UpOptions(assignments, only, profiles, quiet, verbose)
         sys.exit(run_detached(plan, options, wait_timeout))
     sys.exit(run_up(plan, only=only, profiles=profiles, quiet=quiet, verbose=verbose))

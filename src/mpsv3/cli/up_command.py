@@ -10,7 +10,6 @@ everything of the stack is gone, and exits with the supervisor's code
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -41,13 +40,14 @@ def run_up(plan: StackPlan, *, only: Sequence[str], profiles: Sequence[str], qui
         lease.release()
 
 
-def check_up(plan: StackPlan, only: Sequence[str], profiles: Sequence[str] = ()) -> None:
+def check_up(plan: StackPlan, only: Sequence[str], profiles: Sequence[str]) -> None:
     """What ``up`` refuses before anything starts (and before ``up -d`` detaches): accounts
-    it cannot switch to (78), an unknown ``--only`` id (2)."""
-    from mpsv3.engine.supervisor import Supervisor
+    it cannot switch to (78), an unknown ``--only`` id or ``--profile`` name (2)."""
+    from mpsv3.policy.reload_plan import check_profiles, expand_only
 
     check_accounts(plan)
-    Supervisor(plan, only=only, profiles=profiles)
+    expand_only(plan, only)
+    check_profiles(plan, profiles)
 
 
 def _kept(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequence[str], profiles: Sequence[str],
@@ -63,6 +63,8 @@ def _kept(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequence[str
 def _in_process(plan: StackPlan, lease: platform.SingletonLease, *, only: Sequence[str], profiles: Sequence[str],
                 quiet: bool, verbose: bool) -> int:
     """Elsewhere: the supervisor runs in this process."""
+    import asyncio  # only here: on Linux this process becomes the keeper and needs no loop
+
     from mpsv3.engine.console import Console
     from mpsv3.engine.supervisor import Supervisor
 
@@ -98,13 +100,14 @@ def acquire_lease(lease: platform.SingletonLease, name: str, wait_s: float = STO
 
 def check_accounts(plan: StackPlan) -> None:
     """``user:``/``group:`` that this supervisor cannot switch to: one error per service (exit 78)."""
+    accounts = [spec for spec in plan.services if spec.user is not None or spec.group is not None]
+    if not accounts:
+        return
     from mpsv3.platform.base import SpawnError
     from mpsv3.platform.users import credentials
 
     problems = []
-    for spec in plan.services:
-        if spec.user is None and spec.group is None:
-            continue
+    for spec in accounts:
         try:
             credentials(spec.user, spec.group)
         except SpawnError as exc:

@@ -4,6 +4,10 @@ Why a file: a supervisor killed with SIGKILL cannot clean up; the next ``up`` of
 instance reads what the previous one recorded (pid, pgid, start time per service) and reclaims
 leftovers that still match. Writes are coalesced to one per loop turn and atomic (write then
 rename), so a crash never leaves half a file. Owned by the supervisor.
+
+The file exists from before the first spawn until a clean shutdown removes it, so its absence
+means the previous run ended cleanly (or there was none): then the next ``up`` need not scan
+every process on the machine for markers before it starts anything.
 """
 
 from __future__ import annotations
@@ -37,10 +41,20 @@ class RunRecord:
         #: The instance's cgroup: the keeper ends everything below it if we die.
         self.cgroup_base: str | None = None
 
-    def load_previous(self) -> list[ProcessRecord]:
-        """Records left by a previous run (empty when none, or unreadable)."""
+    def load_previous(self) -> list[ProcessRecord] | None:
+        """Records left by a previous run; None when it ended cleanly (no file at all).
+
+        An unreadable or foreign file gives an empty list: the previous run did not end
+        cleanly, but its processes are known only by their markers.
+        """
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return []
+        try:
+            data = json.loads(text)
             return [
                 ProcessRecord(
                     service=s, pid=int(r["pid"]), pgid=r.get("pgid"), create_time=float(r["create_time"]),
@@ -52,6 +66,10 @@ class RunRecord:
             ]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return []
+
+    def begin(self) -> None:
+        """Write the record now, before the first spawn: from here on an unclean end shows."""
+        self._write()
 
     def mark_dirty(self, runners: Mapping[str, ServiceRunner]) -> None:
         """Schedule one write shortly, however many changes come before it.

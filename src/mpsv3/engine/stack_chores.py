@@ -110,9 +110,16 @@ class StackChores:
     # --------------------------------------------------------------------- leftovers
 
     async def reclaim_leftovers(self, record: RunRecord) -> None:
-        """Stop what a killed previous run of this instance left, before anything starts."""
-        found = await asyncio.to_thread(platform.find_leftovers, self._sup.plan.name, record.load_previous())
-        await self._reclaim(found, "left by a previous run of this instance")
+        """Stop what a killed previous run of this instance left, before anything starts.
+
+        Nothing to look for when the previous run ended cleanly (its record is gone); then
+        this costs no scan of the machine's processes. The record begins before any spawn.
+        """
+        previous = record.load_previous()
+        if previous is not None:
+            found = await asyncio.to_thread(platform.find_leftovers, self._sup.plan.name, previous)
+            await self._reclaim(found, "left by a previous run of this instance")
+        record.begin()
 
     async def reclaim_pids(self, pids: list[int]) -> None:
         """Stop these processes of ours (leftovers holding a port) and what they started."""

@@ -34,13 +34,13 @@ from mpsv3.engine.runner import ServiceRunner
 from mpsv3.engine.runner_context import RunnerContext
 from mpsv3.engine.stack_chores import StackChores
 from mpsv3.engine.trouble import Trouble
-from mpsv3.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, MpsvError
+from mpsv3.errors import EXIT_FAILURE, EXIT_OK, MpsvError
 from mpsv3.plan import ServicePlan, StackPlan
 from mpsv3.platform.signals import on_stop_signals
 from mpsv3.policy.gate import gate
 from mpsv3.policy.graph import DependencyGraph
 from mpsv3.policy.lifecycle import Model
-from mpsv3.policy.reload_plan import ReloadPlan, plan_reload, selected
+from mpsv3.policy.reload_plan import ReloadPlan, expand_only, plan_reload, selected
 from mpsv3.policy.states import SATISFIES_DEPENDENTS, State
 
 #: Variables the supervisor strips from what it passes on, so that a supervisor started by
@@ -78,7 +78,7 @@ class Supervisor:
     ) -> None:
         self.plan = plan
         self.graph = DependencyGraph.from_plan(plan)
-        self.only = self._expand(only)
+        self.only = expand_only(plan, only)
         self.profiles = tuple(profiles)
         self.console = console
         self.state_dir = Path(plan.state_dir)
@@ -96,15 +96,6 @@ class Supervisor:
         self._ctx: RunnerContext | None = None
         self.rollouts = Rollouts(self)
         self._stack_ready_sent = False
-
-    def _expand(self, ids: Sequence[str]) -> list[str]:
-        """``--only`` ids, a replicated service's id standing for all its replicas."""
-        members = self.plan.members()
-        unknown = [sid for sid in ids if sid not in members and not self.graph.has(sid)]
-        if unknown:
-            valid = ", ".join(members)
-            raise MpsvError(f"--only: unknown service {', '.join(unknown)} (valid: {valid})", EXIT_USAGE)
-        return [member for sid in ids for member in members.get(sid, [sid])]
 
     @property
     def selected(self) -> set[str]:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from mpsv3.platform import proctable
-from mpsv3.platform.base import done_within
 
 assert sys.platform == "linux"
 
@@ -259,6 +258,8 @@ async def wait_pids_exit(pids: Iterable[int], timeout: float) -> bool:
     Returns:
         True if all exited within ``timeout`` seconds.
     """
+    from mpsv3.platform.base import done_within  # not at import: `up` (the keeper) needs none of it
+
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     pending: set[int] = set()

@@ -29,10 +29,6 @@ from mpsv3.platform.dirs import (
 
 assert sys.platform != "win32"
 
-if sys.platform == "linux":
-    from mpsv3.platform import linux
-
-
 def _ours(info: os.stat_result) -> bool:
     return file_problem(info, owner_uid()) is None
 
@@ -118,6 +114,8 @@ class SingletonLease:
             if not _ours(os.fstat(fd)):
                 return None
             if sys.platform == "linux":
+                from mpsv3.platform import linux  # only on a conflict: `up` starts without it
+
                 with contextlib.suppress(OSError):
                     return linux.flock_holder(self.path)
             try:

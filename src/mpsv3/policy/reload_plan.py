@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 
+from mpsv3.errors import EXIT_USAGE, MpsvError
 from mpsv3.plan import ServicePlan, StackPlan
 from mpsv3.policy.graph import DependencyGraph
 from mpsv3.policy.states import State
@@ -85,3 +86,27 @@ def selected(plan: StackPlan, graph: DependencyGraph, only: Collection[str], pro
         return set(graph.closure(only))
     roots = [s.id for s in plan.services if s.enabled and (not s.profiles or set(s.profiles) & set(profiles))]
     return set(graph.closure(roots))
+
+
+def expand_only(plan: StackPlan, ids: Collection[str]) -> list[str]:
+    """``--only`` ids as service ids: a replicated service's id stands for all its replicas.
+
+    Raises:
+        MpsvError: an id names no service (exit 2, the valid ids listed).
+    """
+    members = plan.members()
+    known = {spec.id for spec in plan.services}
+    unknown = [sid for sid in ids if sid not in members and sid not in known]
+    if unknown:
+        valid = ", ".join(members)
+        raise MpsvError(f"--only: unknown service {', '.join(unknown)} (valid: {valid})", EXIT_USAGE)
+    return [member for sid in ids for member in members.get(sid, [sid])]
+
+
+def check_profiles(plan: StackPlan, profiles: Collection[str]) -> None:
+    """Raise ``MpsvError`` (exit 2) for a ``--profile`` no service is in: a typo starts nothing."""
+    known = sorted({name for spec in plan.services for name in spec.profiles})
+    unknown = [name for name in profiles if name not in known]
+    if unknown:
+        valid = ", ".join(known) if known else "none: no service has profiles"
+        raise MpsvError(f"--profile: no service is in {', '.join(unknown)} (profiles: {valid})", EXIT_USAGE)
