@@ -109,7 +109,17 @@ def machine_info() -> dict[str, Any]:
 
 
 def mpsv3_launcher() -> tuple[list[str], str]:
-    """The argv prefix that runs the mpsv3 CLI of this checkout, and its version."""
+    """The argv prefix that runs the mpsv3 CLI of this checkout, and its version.
+
+    The checkout's modules are byte-compiled first, as pip does for every installed package
+    (the peers included): an editable install under ``PYTHONDONTWRITEBYTECODE`` would
+    otherwise compile every module at every start and measure the compiler, not mpsv3.
+    """
+    import compileall
+
+    import mpsv3
+
+    compileall.compile_dir(str(Path(mpsv3.__file__).parent), quiet=1, workers=0)
     script = Path(sys.prefix) / "bin" / "mpsv3"
     launcher = [str(script)] if script.exists() else [sys.executable, "-m", "mpsv3"]
     done = subprocess.run(
