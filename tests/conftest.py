@@ -8,7 +8,6 @@ reparented to init included, since the marker travels in the environment).
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -51,20 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def no_leftover_processes() -> Iterator[None]:
     """Fail the test that leaves a process of this session behind (and kill it)."""
     yield
-    deadline = time.monotonic() + 5.0
-    left = _marked_processes()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = _marked_processes()
+    from support import end_leftovers
+
+    left = end_leftovers(_marked_processes)
     if left:
-        described = []
-        for proc in left:
-            try:
-                described.append(f"{proc.pid} {' '.join(proc.cmdline())}")
-                proc.kill()
-            except psutil.Error:
-                continue
-        pytest.fail("test left processes behind: " + "; ".join(described))
+        pytest.fail("test left processes behind: " + "; ".join(left))
 
 
 @pytest.fixture
@@ -77,7 +67,7 @@ def port() -> int:
 @pytest.fixture
 def make_stack(tmp_path: Any) -> Iterator[Any]:
     """Factory of real supervised stacks; every supervisor is stopped at teardown."""
-    from support import Stack
+    from support import Stack, stop_all
 
     stacks: list[Stack] = []
 
@@ -87,6 +77,4 @@ def make_stack(tmp_path: Any) -> Iterator[Any]:
         return stack
 
     yield make
-    for stack in stacks:
-        if stack.process is not None:
-            stack.stop()
+    stop_all(stacks)

