@@ -29,18 +29,10 @@ from typing import Any
 import psutil
 import pytest
 
-from support import MPSV3, Stack, free_port
+from support import MIND_SERVICES, MPSV3, Stack, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mind-protocol"
-SERVICES = (
-    "falkordb",
-    "ws_api",
-    "dashboard",
-    "conversation_watcher",
-    "stimulus_injection",
-    "signals_collector",
-    "autonomy_orchestrator",
-)
+SERVICES = MIND_SERVICES
 PORT_VARIABLES = ("FALKORDB_PORT", "WS_PORT", "DASHBOARD_PORT", "SIGNALS_PORT")
 #: A cold start of the whole stack on a busy 2-core machine (FalkorDB loads its module).
 READY_TIMEOUT_S = 120.0

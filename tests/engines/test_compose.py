@@ -37,20 +37,13 @@ from podman_engine import engine_env, podman, wait_until
 from stackcopy import ExportedStack, export_demo
 from websockets.sync.client import connect as ws_connect
 
+from support import MIND_SERVICES as SERVICES
+
 pytestmark = [
     pytest.mark.engines,
     pytest.mark.skipif(sys.platform != "linux", reason="podman runs on Linux here"),
 ]
 
-SERVICES = (
-    "falkordb",
-    "ws_api",
-    "dashboard",
-    "conversation_watcher",
-    "stimulus_injection",
-    "signals_collector",
-    "autonomy_orchestrator",
-)
 ENGINES = 8
 UP_TIMEOUT_S = 900  # the first build installs the demo's requirements from PyPI
 

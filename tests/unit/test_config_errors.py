@@ -930,48 +930,6 @@ def test_not_utf8_reports_the_line(tmp_path: Path) -> None:
     assert (error.line, error.message) == (3, "cannot read config: not UTF-8 text (byte 0xff)")
 
 
-def test_three_errors_are_reported_at_once() -> None:
-    errors = _errors(
-        """\
-        version: 1
-        services:
-          - id: ws_api
-            cmd: echo
-            requires: [db]
-          - id: dashboard
-            cmd: echo
-            readyness: {tcp: {port: 8000}}
-          - id: worker
-            cmd: echo
-            ports: [70000]
-        """
-    )
-    assert [str(e) for e in errors] == [
-        'services.yaml:5: service "ws_api": requires unknown service "db"',
-        'services.yaml:8: service "dashboard": unknown key "readyness" (did you mean "readiness"?)',
-        'services.yaml:11: service "worker": ports[0]: must be at most 65535, got 70000',
-    ]
-
-
-def test_dependency_on_a_service_with_a_schema_error_is_not_called_unknown() -> None:
-    errors = _errors(
-        """\
-        version: 1
-        services:
-          - id: db
-            cmd: echo
-            ports: [0]
-          - id: api
-            cmd: echo
-            requires: [db, cache]
-        """
-    )
-    assert [str(e) for e in errors] == [
-        'services.yaml:5: service "db": ports[0]: must be at least 1, got 0',
-        'services.yaml:8: service "api": requires unknown service "cache"',
-    ]
-
-
 def test_undefined_variable_is_not_also_a_type_error() -> None:
     errors = _errors(
         """\
@@ -984,23 +942,6 @@ def test_undefined_variable_is_not_also_a_type_error() -> None:
     )
     assert [e.line for e in errors] == [5]
     assert errors[0].message.startswith("undefined variable ${A_PORT}")
-
-
-def test_two_independent_cycles_are_both_reported() -> None:
-    errors = _errors(
-        """\
-        version: 1
-        services:
-          - {id: a, cmd: echo, requires: [b]}
-          - {id: b, cmd: echo, requires: [a]}
-          - {id: c, cmd: echo, requires: [d]}
-          - {id: d, cmd: echo, requires: [c]}
-        """
-    )
-    assert [str(e) for e in errors] == [
-        "services.yaml:3: dependency cycle: a -> b -> a",
-        "services.yaml:5: dependency cycle: c -> d -> c",
-    ]
 
 
 def test_error_path_is_the_path_as_given() -> None:
@@ -1040,8 +981,63 @@ def test_a_broken_env_key_is_reported_once_not_at_every_use() -> None:
     assert errors[0].message.startswith("undefined variable ${WS_PORT}")
 
 
-def test_requires_of_a_service_with_a_schema_error_is_still_checked() -> None:
-    errors = _errors(
+# (case id, YAML text, every message in order, each with its line): errors that come together.
+SEVERAL = [
+    (
+        "three_errors_are_reported_at_once",
+        """\
+        version: 1
+        services:
+          - id: ws_api
+            cmd: echo
+            requires: [db]
+          - id: dashboard
+            cmd: echo
+            readyness: {tcp: {port: 8000}}
+          - id: worker
+            cmd: echo
+            ports: [70000]
+        """,
+        [
+            'services.yaml:5: service "ws_api": requires unknown service "db"',
+            'services.yaml:8: service "dashboard": unknown key "readyness" (did you mean "readiness"?)',
+            'services.yaml:11: service "worker": ports[0]: must be at most 65535, got 70000',
+        ],
+    ),
+    (
+        "dependency_on_a_service_with_a_schema_error_is_not_called_unknown",
+        """\
+        version: 1
+        services:
+          - id: db
+            cmd: echo
+            ports: [0]
+          - id: api
+            cmd: echo
+            requires: [db, cache]
+        """,
+        [
+            'services.yaml:5: service "db": ports[0]: must be at least 1, got 0',
+            'services.yaml:8: service "api": requires unknown service "cache"',
+        ],
+    ),
+    (
+        "two_independent_cycles_are_both_reported",
+        """\
+        version: 1
+        services:
+          - {id: a, cmd: echo, requires: [b]}
+          - {id: b, cmd: echo, requires: [a]}
+          - {id: c, cmd: echo, requires: [d]}
+          - {id: d, cmd: echo, requires: [c]}
+        """,
+        [
+            "services.yaml:3: dependency cycle: a -> b -> a",
+            "services.yaml:5: dependency cycle: c -> d -> c",
+        ],
+    ),
+    (
+        "requires_of_a_service_with_a_schema_error_is_still_checked",
         """\
         version: 1
         services:
@@ -1056,11 +1052,19 @@ def test_requires_of_a_service_with_a_schema_error_is_still_checked() -> None:
           - id: d
             cmd: echo
             requires: [c]
-        """
-    )
-    assert [str(e) for e in errors] == [
-        'services.yaml:5: service "a": requires unknown service "b"',
-        'services.yaml:6: service "a": unknown key "readyness" (did you mean "readiness"?)',
-        'services.yaml:9: service "c": ports[0]: must be at least 1, got 0',
-        "services.yaml:10: dependency cycle: c -> d -> c",
-    ]
+        """,
+        [
+            'services.yaml:5: service "a": requires unknown service "b"',
+            'services.yaml:6: service "a": unknown key "readyness" (did you mean "readiness"?)',
+            'services.yaml:9: service "c": ports[0]: must be at least 1, got 0',
+            "services.yaml:10: dependency cycle: c -> d -> c",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in SEVERAL], ids=[c[0] for c in SEVERAL]
+)
+def test_each_of_several_errors_is_reported_at_its_line(text: str, expected: list[str]) -> None:
+    assert [str(e) for e in _errors(text)] == expected

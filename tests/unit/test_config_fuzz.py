@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from mpsv3.cli.main import main
 from mpsv3.config.instance import locate_instance
 from mpsv3.config.schema import ServiceSpec, StackSpec
+from support import value_paths
 
 DOCUMENTS = int(os.environ.get("MPSV3_FUZZ_DOCUMENTS", "1000"))
 CPU_LIMIT_S = 2.0
@@ -232,31 +233,30 @@ FUZZ_SETTINGS = settings(
 # ------------------------------------------------------------------------------ generators
 
 
-def test_random_documents(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    checker = Checker(tmp_path, capfd)
-    share = _share(0.3)
+def _fuzz(
+    checker: Checker, part: float, drawn: st.SearchStrategy[Any], text: Callable[[Any], str]
+) -> None:
+    """``part`` of :data:`DOCUMENTS` through ``checker``: each ``text(what was drawn)``."""
+    share = _share(part)
 
     @settings(FUZZ_SETTINGS, max_examples=share)
-    @given(documents)
-    def run(document: dict[str, Any]) -> None:
-        checker.check(yaml.safe_dump(document, allow_unicode=True, sort_keys=False))
+    @given(drawn)
+    def run(value: Any) -> None:
+        checker.check(text(value))
 
     run()
     assert checker.count >= share
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for n, value in enumerate(node):
-            found += _paths(value, (*path, n))
-    return found
+def _dump(document: Any) -> str:
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
 
 
-SEED_PATHS = [_paths(seed)[1:] for seed in SEEDS]
+def test_random_documents(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    _fuzz(Checker(tmp_path, capfd), 0.3, documents, _dump)
+
+
+SEED_PATHS = [value_paths(seed)[1:] for seed in SEEDS]
 
 
 def _mutate(data: Any, draw: Callable[[st.SearchStrategy[Any]], Any], paths: list[Any]) -> None:
@@ -280,50 +280,40 @@ def _mutate(data: Any, draw: Callable[[st.SearchStrategy[Any]], Any], paths: lis
         pass  # an earlier mutation removed or retyped this place
 
 
+def _mutated_seed_data(data: st.DataObject) -> str:
+    index = data.draw(st.integers(0, len(SEEDS) - 1))
+    document = copy.deepcopy(SEEDS[index])
+    for _ in range(data.draw(st.integers(1, 4))):
+        _mutate(document, data.draw, SEED_PATHS[index])
+    return _dump(document)
+
+
 def test_mutated_seed_data(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    checker = Checker(tmp_path, capfd)
-    share = _share(0.4)
+    _fuzz(Checker(tmp_path, capfd), 0.4, st.data(), _mutated_seed_data)
 
-    @settings(FUZZ_SETTINGS, max_examples=share)
-    @given(st.data())
-    def run(data: st.DataObject) -> None:
-        index = data.draw(st.integers(0, len(SEEDS) - 1))
-        document = copy.deepcopy(SEEDS[index])
-        for _ in range(data.draw(st.integers(1, 4))):
-            _mutate(document, data.draw, SEED_PATHS[index])
-        checker.check(yaml.safe_dump(document, allow_unicode=True, sort_keys=False))
 
-    run()
-    assert checker.count >= share
+def _mutated_seed_text(data: st.DataObject) -> str:
+    lines = data.draw(st.sampled_from(SEED_TEXTS)).splitlines(keepends=True)
+    for _ in range(data.draw(st.integers(1, 4))):
+        where = data.draw(st.integers(0, max(0, len(lines) - 1)))
+        operation = data.draw(st.sampled_from(["drop", "repeat", "swap", "insert", "cut"]))
+        if operation == "drop" and lines:
+            del lines[where]
+        elif operation == "repeat" and lines:
+            lines.insert(where, lines[where])
+        elif operation == "swap" and len(lines) > 1:
+            other = data.draw(st.integers(0, len(lines) - 1))
+            lines[where], lines[other] = lines[other], lines[where]
+        elif operation in ("insert", "cut") and lines:
+            line = lines[where]
+            at = data.draw(st.integers(0, len(line)))
+            token = data.draw(st.one_of(st.sampled_from(TEXT_TOKENS), st.text(max_size=3)))
+            lines[where] = line[:at] + token + (line[at:] if operation == "insert" else "\n")
+    return "".join(lines)
 
 
 def test_mutated_seed_text(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    checker = Checker(tmp_path, capfd)
-    share = _share(0.3)
-
-    @settings(FUZZ_SETTINGS, max_examples=share)
-    @given(st.data())
-    def run(data: st.DataObject) -> None:
-        lines = data.draw(st.sampled_from(SEED_TEXTS)).splitlines(keepends=True)
-        for _ in range(data.draw(st.integers(1, 4))):
-            where = data.draw(st.integers(0, max(0, len(lines) - 1)))
-            operation = data.draw(st.sampled_from(["drop", "repeat", "swap", "insert", "cut"]))
-            if operation == "drop" and lines:
-                del lines[where]
-            elif operation == "repeat" and lines:
-                lines.insert(where, lines[where])
-            elif operation == "swap" and len(lines) > 1:
-                other = data.draw(st.integers(0, len(lines) - 1))
-                lines[where], lines[other] = lines[other], lines[where]
-            elif operation in ("insert", "cut") and lines:
-                line = lines[where]
-                at = data.draw(st.integers(0, len(line)))
-                token = data.draw(st.one_of(st.sampled_from(TEXT_TOKENS), st.text(max_size=3)))
-                lines[where] = line[:at] + token + (line[at:] if operation == "insert" else "\n")
-        checker.check("".join(lines))
-
-    run()
-    assert checker.count >= share
+    _fuzz(Checker(tmp_path, capfd), 0.3, st.data(), _mutated_seed_text)
 
 
 def test_the_seeds(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -18,10 +18,12 @@ from mpsv3.config.schema import (
     HttpGetCheck,
     LogCheck,
     RedisPingCheck,
+    ServiceSpec,
     TcpCheck,
 )
 from mpsv3.errors import EXIT_USAGE, ConfigInvalid, MpsvError
 from mpsv3.policy.graph import DependencyGraph
+from support import MIND_SERVICES
 
 STACK7 = Path(__file__).parent / "configs" / "stack7.yaml"
 
@@ -38,6 +40,14 @@ def _load(text: str, tmp_path: Path) -> Config:
     return load_config_text(textwrap.dedent(text), tmp_path / "services.yaml", environ={})
 
 
+ONE_SERVICE = "version: 1\nservices:\n  - id: s\n    cmd: run\n"
+
+
+def _spec(keys: str, tmp_path: Path) -> ServiceSpec:
+    """The one service ``s`` (``cmd: run``) with more ``keys`` (YAML, as under the service)."""
+    return _load(ONE_SERVICE + textwrap.indent(textwrap.dedent(keys), "    "), tmp_path).services[0]
+
+
 def test_seven_service_stack(stack7: Path) -> None:
     config = load_config(stack7, environ={})
     root = stack7.parent
@@ -45,19 +55,19 @@ def test_seven_service_stack(stack7: Path) -> None:
     assert config.root == root
     assert config.name == "mind-protocol"
     assert config.state_dir == root / ".mpsv3"
-    assert [s.id for s in config.services] == [
-        "falkordb",
-        "ws_api",
-        "dashboard",
-        "conversation_watcher",
-        "stimulus_injection",
-        "signals_collector",
-        "autonomy_orchestrator",
-    ]
+    assert tuple(s.id for s in config.services) == MIND_SERVICES
     assert config.stack.legacy_locks == [".launcher.lock", ".locks/*.pid"]
     assert config.stack.alert_cmd == ["notify-send", "mpsv3 alert"]
     assert config.stack.metrics is not None and config.stack.metrics.port == 9464
+    _check_falkordb(config)
+    _check_ws_api(config, root)
+    _check_the_other_five(config)
+    kinds = {s.readiness.kind() for s in config.services if s.readiness}
+    kinds |= {s.liveness.kind() for s in config.services if s.liveness}
+    assert kinds == {"tcp", "http_get", "exec", "redis_ping", "log", "notify"}
 
+
+def _check_falkordb(config: Config) -> None:
     falkordb = config.stack.service("falkordb")
     assert falkordb.cmd == ["falkordb-server", "--port", "6379"]
     assert falkordb.ports == [6379]
@@ -68,6 +78,8 @@ def test_seven_service_stack(stack7: Path) -> None:
     assert falkordb.readiness.timeout_s == 20
     assert falkordb.liveness is not None and falkordb.liveness.check() == TcpCheck(port=6379)
 
+
+def _check_ws_api(config: Config, root: Path) -> None:
     ws_api = config.stack.service("ws_api")
     assert ws_api.cmd == ["python", "-m", "app.ws_api", "--port", "8000"]
     assert ws_api.cwd == str(root / "backend")
@@ -86,6 +98,8 @@ def test_seven_service_stack(stack7: Path) -> None:
     assert ws_api.watch is not None
     assert ws_api.watch.paths == ["backend/app/**/*.py", "!backend/app/tests/**"]
 
+
+def _check_the_other_five(config: Config) -> None:
     dashboard = config.stack.service("dashboard")
     assert dashboard.readiness is not None and dashboard.readiness.check() == LogCheck(
         pattern=r"ready in \d+ ms"
@@ -111,10 +125,6 @@ def test_seven_service_stack(stack7: Path) -> None:
     assert orchestrator.shell and orchestrator.argv()[:2] == ["/bin/sh", "-c"]
     assert orchestrator.readiness is not None
     assert orchestrator.readiness.check() == TcpCheck(host="localhost", port=8000)
-
-    kinds = {s.readiness.kind() for s in config.services if s.readiness}
-    kinds |= {s.liveness.kind() for s in config.services if s.liveness}
-    assert kinds == {"tcp", "http_get", "exec", "redis_ping", "log", "notify"}
 
 
 def test_seven_service_stack_start_layers(stack7: Path) -> None:
@@ -178,39 +188,23 @@ def test_a_later_env_key_is_not_visible_to_an_earlier_one(tmp_path: Path) -> Non
 
 
 def test_numbers_written_as_interpolated_strings_validate(tmp_path: Path) -> None:
-    config = _load(
+    spec = _spec(
         """\
-        version: 1
-        services:
-          - id: s
-            cmd: run
-            ports: ["${P:-6379}"]
-            readiness:
-              tcp: {port: "${P:-6379}"}
-              timeout_s: "${T:-2.5}"
-            restart: {max_retries: "${R:-4}"}
+        ports: ["${P:-6379}"]
+        readiness:
+          tcp: {port: "${P:-6379}"}
+          timeout_s: "${T:-2.5}"
+        restart: {max_retries: "${R:-4}"}
         """,
         tmp_path,
     )
-    spec = config.services[0]
     assert spec.ports == [6379]
     assert spec.readiness is not None and spec.readiness.timeout_s == 2.5
     assert spec.restart.max_retries == 4
 
 
 def test_non_string_scalars_are_left_alone(tmp_path: Path) -> None:
-    config = _load(
-        """\
-        version: 1
-        services:
-          - id: s
-            cmd: run
-            shell: false
-            stop: {grace_s: 2.5}
-        """,
-        tmp_path,
-    )
-    spec = config.services[0]
+    spec = _spec("shell: false\nstop: {grace_s: 2.5}\n", tmp_path)
     assert spec.shell is False and spec.stop.grace_s == 2.5
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mpsv3.config.loader import load_config_text
 from mpsv3.config.schema import Config
 from mpsv3.errors import ConfigInvalid
+from support import value_paths
 
 PATH = Path("/tmp/mpsv3-property/services.yaml")
 STACK7 = yaml.safe_load((Path(__file__).parent / "configs" / "stack7.yaml").read_text())
@@ -66,18 +67,7 @@ def test_random_yaml_punctuation(text: str) -> None:
     _load("version: 1\n" + text)
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for n, value in enumerate(node):
-            found += _paths(value, (*path, n))
-    return found
-
-
-STACK7_PATHS = _paths(STACK7)[1:]
+STACK7_PATHS = value_paths(STACK7)[1:]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
