@@ -7,16 +7,12 @@ from typing import Any
 
 import pytest
 import yaml
+from export_support import make_config, unmapped, warned_once, warning_params
 
-from mpsv3.config.schema import Config, StackSpec
+from mpsv3.config.schema import Config
 from mpsv3.errors import EXIT_USAGE
 from mpsv3.export import compose
 from mpsv3.export.model import ExportError
-
-
-def make_config(tmp_path: Path, services: list[dict[str, Any]], **top: Any) -> Config:
-    data = {"version": 1, "name": "demo", **top, "services": services}
-    return Config(path=tmp_path / "services.yaml", stack=StackSpec.model_validate(data))
 
 
 def services_of(config: Config, **options: Any) -> dict[str, Any]:
@@ -312,21 +308,7 @@ def test_production_keys_map_to_compose(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- warnings
 
 WARNINGS: list[tuple[str, dict[str, Any], str]] = [
-    (
-        "watch",
-        {"watch": {"paths": ["*.py"]}},
-        'service "a": watch has no equivalent in Compose; dropped',
-    ),
-    (
-        "log readiness",
-        {"readiness": {"log": {"pattern": "up"}}},
-        'service "a": log readiness has no equivalent in Compose',
-    ),
-    (
-        "notify readiness",
-        {"readiness": {"notify": True}},
-        'service "a": notify readiness has no equivalent',
-    ),
+    *unmapped("Compose", "watch", "log readiness", "notify readiness", "cwd"),
     (
         "liveness beside readiness",
         {"readiness": {"tcp": {"port": 1}}, "liveness": {"http_get": {"url": "http://h/"}}},
@@ -338,7 +320,6 @@ WARNINGS: list[tuple[str, dict[str, Any], str]] = [
         'service "a": an unhealthy container is marked, not restarted',
     ),
     ("backoff", {}, 'service "a": restart backoff (1s x2 up to 60s) has no equivalent in Compose'),
-    ("cwd", {"cwd": "/srv/app"}, 'service "a": cwd /srv/app is outside the project folder'),
     (
         "max_retries under always",
         {"restart": {"policy": "always", "max_retries": 3}},
@@ -347,15 +328,11 @@ WARNINGS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("extra", "line"), [pytest.param(extra, line, id=name) for name, extra, line in WARNINGS]
-)
-def test_what_cannot_be_mapped_is_warned_once(
-    tmp_path: Path, extra: dict[str, Any], line: str
-) -> None:
+@pytest.mark.parametrize(("extra", "line"), warning_params(WARNINGS))
+def test_what_cannot_be_mapped_is_warned_once(tmp_path: Path, extra: dict[str, Any], line: str) -> None:
     config = make_config(tmp_path, [{"id": "a", "cmd": ["/bin/app"], **extra}])
-    result = compose.export(config, default_image="x")
-    assert sum(w.startswith(line) for w in result.warnings) == 1, result.warnings
+    warnings = compose.export(config, default_image="x").warnings
+    assert warned_once(warnings, line), warnings
 
 
 def test_exit_code_semantics_are_warned_for_the_stack(tmp_path: Path) -> None:

@@ -7,17 +7,13 @@ from typing import Any
 
 import pytest
 import yaml
+from export_support import make_config, unmapped, warned_once, warning_params
 
-from mpsv3.config.schema import Config, StackSpec
+from mpsv3.config.schema import Config
 from mpsv3.errors import EXIT_FAILURE
 from mpsv3.export import kubernetes
 from mpsv3.export.kubernetes import object_name
 from mpsv3.export.model import ExportError
-
-
-def make_config(tmp_path: Path, services: list[dict[str, Any]], **top: Any) -> Config:
-    data = {"version": 1, "name": "demo", **top, "services": services}
-    return Config(path=tmp_path / "services.yaml", stack=StackSpec.model_validate(data))
 
 
 def objects_of(config: Config, **options: Any) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -422,21 +418,7 @@ def test_yaml_has_no_anchors(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- warnings
 
 WARNINGS: list[tuple[str, dict[str, Any], str]] = [
-    (
-        "watch",
-        {"watch": {"paths": ["*.py"]}},
-        'service "a": watch has no equivalent in Kubernetes; dropped',
-    ),
-    (
-        "log readiness",
-        {"readiness": {"log": {"pattern": "up"}}},
-        'service "a": log readiness has no equivalent in Kubernetes',
-    ),
-    (
-        "notify readiness",
-        {"readiness": {"notify": True}},
-        'service "a": notify readiness has no equivalent',
-    ),
+    *unmapped("Kubernetes", "watch", "log readiness", "notify readiness", "cwd"),
     (
         "policy on-failure",
         {},
@@ -457,7 +439,6 @@ WARNINGS: list[tuple[str, dict[str, Any], str]] = [
         {"stop": {"signal": "SIGINT"}},
         'service "a": stop signal SIGINT has no equivalent',
     ),
-    ("cwd", {"cwd": "/srv/app"}, 'service "a": cwd /srv/app is outside the project folder'),
     (
         "rounded period",
         {"readiness": {"tcp": {"port": 1}, "period_ms": 250}},
@@ -471,15 +452,11 @@ WARNINGS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("extra", "line"), [pytest.param(extra, line, id=name) for name, extra, line in WARNINGS]
-)
-def test_what_cannot_be_mapped_is_warned_once(
-    tmp_path: Path, extra: dict[str, Any], line: str
-) -> None:
+@pytest.mark.parametrize(("extra", "line"), warning_params(WARNINGS))
+def test_what_cannot_be_mapped_is_warned_once(tmp_path: Path, extra: dict[str, Any], line: str) -> None:
     config = make_config(tmp_path, [{"id": "a", "cmd": ["/bin/app"], **extra}])
-    result = kubernetes.export(config, default_image="x")
-    assert sum(w.startswith(line) for w in result.warnings) == 1, result.warnings
+    warnings = kubernetes.export(config, default_image="x").warnings
+    assert warned_once(warnings, line), warnings
 
 
 def test_an_always_service_with_whole_seconds_warns_only_about_backoff_and_exit_codes(

@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from export_support import make_config, unmapped, warned_once, warning_params
 
 from mpsv3.config.schema import Config, StackSpec
 from mpsv3.export import systemd
 from mpsv3.export.systemd import exec_line, restart_steps
 
 _C_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
-
-
-def make_config(tmp_path: Path, services: list[dict[str, Any]], **top: Any) -> Config:
-    data = {"version": 1, "name": "demo", **top, "services": services}
-    return Config(path=tmp_path / "services.yaml", stack=StackSpec.model_validate(data))
 
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
@@ -358,20 +354,11 @@ def test_the_stack_name_defaults_to_the_config_folder(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- warnings
 
 WARNINGS: list[tuple[str, dict[str, Any], str]] = [
-    (
-        "watch",
-        {"watch": {"paths": ["*.py"]}},
-        'service "a": watch has no equivalent in systemd; dropped',
-    ),
+    *unmapped("systemd", "watch", "log readiness"),
     (
         "liveness",
         {"liveness": {"http_get": {"url": "http://127.0.0.1:1/health"}}},
         'service "a": liveness (http_get) has no equivalent in systemd',
-    ),
-    (
-        "log readiness",
-        {"readiness": {"log": {"pattern": "up"}}},
-        'service "a": log readiness has no equivalent',
     ),
     (
         "jitter",
@@ -391,14 +378,10 @@ WARNINGS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("extra", "line"), [pytest.param(extra, line, id=name) for name, extra, line in WARNINGS]
-)
-def test_what_cannot_be_mapped_is_warned_once(
-    tmp_path: Path, extra: dict[str, Any], line: str
-) -> None:
-    result = systemd.export(make_config(tmp_path, [{"id": "a", "cmd": ["/bin/true"], **extra}]))
-    assert sum(w.startswith(line) for w in result.warnings) == 1, result.warnings
+@pytest.mark.parametrize(("extra", "line"), warning_params(WARNINGS))
+def test_what_cannot_be_mapped_is_warned_once(tmp_path: Path, extra: dict[str, Any], line: str) -> None:
+    warnings = systemd.export(make_config(tmp_path, [{"id": "a", "cmd": ["/bin/true"], **extra}])).warnings
+    assert warned_once(warnings, line), warnings
 
 
 def test_a_plain_service_warns_only_about_exit_99(tmp_path: Path) -> None:
