@@ -35,6 +35,7 @@ from mpsv3.control.protocol import (
 from mpsv3.control.server import ControlServer
 from mpsv3.errors import EXIT_NOT_RUNNING, MpsvError
 from mpsv3.platform import POINTER_NAME, PrivatePathError
+from support import config, run_cli, service
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets")
 
@@ -483,15 +484,7 @@ SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "docs" / "status.schema.json").read_text()
 )
 
-CONFIG = """\
-version: 1
-name: clitest
-services:
-  - id: api
-    cmd: ["python", "-c", "pass"]
-  - id: db
-    cmd: ["python", "-c", "pass"]
-"""
+CONFIG = config(*(service(sid, ["python", "-c", "pass"]) for sid in ("api", "db")), name="clitest")
 
 
 #: The fields the production-stack contract added to every status entry.
@@ -599,17 +592,6 @@ def serving(config_file: Path, handler: Any) -> Iterator[None]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from mpsv3.cli.main import main
-
-    with pytest.raises(SystemExit) as ended:
-        main(list(argv))
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    code = ended.value.code
-    return (code if isinstance(code, int) else 0), out, err
 
 
 @pytest.fixture

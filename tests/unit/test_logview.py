@@ -12,6 +12,7 @@ import pytest
 
 from mpsv3.cli.logview import LogFollower, log_path, tail_lines
 from mpsv3.errors import MpsvError
+from support import config, run_cli, service
 
 
 def write(path: Path, text: str) -> None:
@@ -153,26 +154,7 @@ def test_follow_wakes_on_writes_across_rotation(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the `logs` command
 
-CONFIG = """\
-version: 1
-name: logtest
-services:
-  - id: api
-    cmd: ["python", "-c", "pass"]
-  - id: db
-    cmd: ["python", "-c", "pass"]
-"""
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from mpsv3.cli.main import main
-
-    with pytest.raises(SystemExit) as ended:
-        main(list(argv))
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    code = ended.value.code
-    return (code if isinstance(code, int) else 0), out, err
+CONFIG = config(*(service(sid, ["python", "-c", "pass"]) for sid in ("api", "db")), name="logtest")
 
 
 def test_logs_command_reads_files_without_a_supervisor(
