@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from mpsv3.errors import EXIT_USAGE, MpsvError
 from mpsv3.plan import (
     BackoffPlan,
     CheckPlan,
@@ -19,7 +20,6 @@ from mpsv3.plan import (
 )
 from mpsv3.policy.gate import gate
 from mpsv3.policy.graph import DependencyGraph
-from mpsv3.errors import EXIT_USAGE, MpsvError
 from mpsv3.policy.reload_plan import check_profiles, expand_only, plan_reload, probes_only, selected
 from mpsv3.policy.states import State
 
