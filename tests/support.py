@@ -42,17 +42,20 @@ class Stack:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.config_path = root / "services.yaml"
-        text = textwrap.dedent(config).lstrip()
-        if name is not None and "\nname:" not in "\n" + text:
-            text = text.replace("version: 1\n", f"version: 1\nname: {name}\n", 1)
-        self.config_path.write_text(text)
+        self.name = name
+        self.write_config(config, keep_name=True)
         self.state_dir = root / ".mpsv3"
         self.env = dict(os.environ, MPSV3_RUNTIME_DIR=str(root / "runtime"))
         self.process: subprocess.Popen[bytes] | None = None
         self.console = root / "console.out"
 
-    def write_config(self, config: str) -> None:
-        self.config_path.write_text(textwrap.dedent(config).lstrip())
+    def write_config(self, config: str, *, keep_name: bool = False) -> None:
+        """Write ``config``; with ``keep_name`` under the stack's instance name, unless it
+        names one itself (a reload of the running instance must keep its name)."""
+        text = textwrap.dedent(config).lstrip()
+        if keep_name and self.name is not None and "\nname:" not in "\n" + text:
+            text = text.replace("version: 1\n", f"version: 1\nname: {self.name}\n", 1)
+        self.config_path.write_text(text)
 
     def start(self, *args: str, new_session: bool = False) -> subprocess.Popen[bytes]:
         """``mpsv3 up``; with ``new_session`` in a process group of its own (to kill it whole)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from support import MPSV3, py
+from support import MPSV3, Yaml, argv, config, service
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="signals to a process group")
 
@@ -25,8 +25,8 @@ TICKER = """
 """
 
 
-def ticker(name: str) -> str:
-    return py(TICKER)[:-1] + f', "{name}"]'
+def ticker(name: str) -> Yaml:
+    return argv(TICKER, name)
 
 
 class Attached:
@@ -72,14 +72,7 @@ def pids(stack: Any) -> dict[str, Any]:
 
 
 def test_attach_shows_two_services_within_a_second_and_ctrl_c_stops_nothing(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: alpha
-            cmd: {ticker("alpha")}
-          - id: beta
-            cmd: {ticker("beta")}
-    """)
+    stack = make_stack(config(service("alpha", ticker("alpha")), service("beta", ticker("beta"))))
     stack.start()
     stack.wait_event(lambda e: e["event"] == "stack_ready")
     before = pids(stack)
@@ -100,12 +93,7 @@ def test_attach_shows_two_services_within_a_second_and_ctrl_c_stops_nothing(make
 
 
 def test_attach_ends_when_the_supervisor_stops(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: alpha
-            cmd: {ticker("alpha")}
-    """)
+    stack = make_stack(config(service("alpha", ticker("alpha"))))
     stack.start()
     stack.wait_event(lambda e: e["event"] == "stack_ready")
     attached = Attached(stack)
@@ -119,12 +107,7 @@ def test_attach_ends_when_the_supervisor_stops(make_stack: Any) -> None:
 
 
 def test_attach_to_a_quiet_supervisor_says_why_not(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: alpha
-            cmd: {ticker("alpha")}
-    """)
+    stack = make_stack(config(service("alpha", ticker("alpha"))))
     stack.start("--quiet")
     stack.wait_event(lambda e: e["event"] == "stack_ready")
     result = stack.cli("attach")
@@ -133,12 +116,7 @@ def test_attach_to_a_quiet_supervisor_says_why_not(make_stack: Any) -> None:
 
 
 def test_attach_without_a_supervisor_exits_3(make_stack: Any) -> None:
-    stack = make_stack("""
-        version: 1
-        services:
-          - id: alpha
-            cmd: ["true"]
-    """)
+    stack = make_stack(config(service("alpha", ["true"])))
     result = stack.cli("attach")
     assert result.returncode == 3
     assert "no supervisor is running" in result.stderr

@@ -24,9 +24,12 @@ from typing import Any
 
 import pytest
 
-from support import MPSV3, py
+from support import MPSV3, config, py, service
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="a pty, sessions")
+
+
+SLEEPER = py("import time; time.sleep(600)")
 
 
 def seconds(ts: str) -> float:
@@ -81,19 +84,13 @@ def service_pids(stack: Any) -> dict[str, int]:
 def test_up_d_returns_after_the_slowest_readiness_and_outlives_its_terminal(
     make_stack: Any, tmp_path: Path, port: int
 ) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: web
-            cmd: [{sys.executable!r}, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
-            readiness: {{http_get: {{url: "http://127.0.0.1:{port}/"}}, timeout_s: 20}}
-          - id: slow
-            cmd: {py("import time; time.sleep(1.5); print('up', flush=True); time.sleep(600)")}
-            readiness: {{log: {{pattern: "^up"}}, timeout_s: 20}}
-          - id: worker
-            requires: [slow, web]
-            cmd: {py("import time; time.sleep(600)")}
-    """)
+    stack = make_stack(config(
+        service("web", [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                readiness={"http_get": {"url": f"http://127.0.0.1:{port}/"}, "timeout_s": 20}),
+        service("slow", py("import time; time.sleep(1.5); print('up', flush=True); time.sleep(600)"),
+                readiness={"log": {"pattern": "^up"}, "timeout_s": 20}),
+        service("worker", SLEEPER, requires=["slow", "web"]),
+    ))
     marker = tmp_path / "returned"
     command = f"{' '.join(MPSV3)} up -d -c {stack.config_path}; echo \"$? $(date +%s.%N)\" > {marker}; exec sleep 600"
     terminal = Terminal(command, stack.root, stack.env)
@@ -128,16 +125,11 @@ def test_up_d_returns_after_the_slowest_readiness_and_outlives_its_terminal(
 
 
 def test_up_d_names_the_service_that_exits_1_and_leaves_the_supervisor_running(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: good
-            cmd: {py("import time; time.sleep(600)")}
-          - id: broken
-            requires: [good]
-            cmd: {py("import sys; print('cannot start', flush=True); sys.exit(1)")}
-            restart: {{backoff: {{base_ms: 5000}}}}
-    """)
+    broken = py("import sys; print('cannot start', flush=True); sys.exit(1)")
+    stack = make_stack(config(
+        service("good", SLEEPER),
+        service("broken", broken, requires=["good"], restart={"backoff": {"base_ms": 5000}}),
+    ))
     try:
         result = stack.cli("up", "-d")
         assert result.returncode == 1, result.stdout + result.stderr
@@ -151,12 +143,7 @@ def test_up_d_names_the_service_that_exits_1_and_leaves_the_supervisor_running(m
 
 
 def test_up_d_of_a_supervised_instance_exits_75(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: one
-            cmd: {py("import time; time.sleep(600)")}
-    """)
+    stack = make_stack(config(service("one", SLEEPER)))
     stack.start()
     stack.wait_state("one", "ready")
     result = stack.cli("up", "-d")
@@ -165,13 +152,7 @@ def test_up_d_of_a_supervised_instance_exits_75(make_stack: Any) -> None:
 
 
 def test_up_d_gives_up_waiting_after_the_wait_timeout(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: sleepy
-            cmd: {py("import time; time.sleep(600)")}
-            readiness: {{log: {{pattern: "never"}}, timeout_s: 60}}
-    """)
+    stack = make_stack(config(service("sleepy", SLEEPER, readiness={"log": {"pattern": "never"}, "timeout_s": 60})))
     try:
         started = time.monotonic()
         result = stack.cli("up", "-d", "--wait-timeout", "2")
@@ -193,13 +174,7 @@ CHATTY = py("""
 
 
 def test_the_detached_console_rotates(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        logs: {{max_bytes: 4096, backups: 2}}
-        services:
-          - id: chatty
-            cmd: {CHATTY}
-    """)
+    stack = make_stack(config(service("chatty", CHATTY), logs={"max_bytes": 4096, "backups": 2}))
     try:
         assert stack.cli("up", "-d").returncode == 0
         logs = stack.state_dir / "logs"
@@ -219,15 +194,7 @@ def test_the_detached_console_rotates(make_stack: Any) -> None:
 def test_a_foreground_up_stops_its_stack_in_order_when_its_terminal_closes(make_stack: Any) -> None:
     """What ``-d`` is for, seen from the other side: a foreground ``up`` ends with its terminal,
     but cleanly (SIGHUP stops the stack in order, like SIGTERM)."""
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: db
-            cmd: {py("import time; time.sleep(600)")}
-          - id: api
-            requires: [db]
-            cmd: {py("import time; time.sleep(600)")}
-    """)
+    stack = make_stack(config(service("db", SLEEPER), service("api", SLEEPER, requires=["db"])))
     terminal = Terminal(f"exec {' '.join(MPSV3)} up -c {stack.config_path}", stack.root, stack.env)
     try:
         stack.wait_event(lambda e: e["event"] == "stack_ready")

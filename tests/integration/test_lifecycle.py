@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 import pytest
 
-from support import py, unstamped
+from support import config, py, service, unstamped
 
 SLEEPER = py("import time\nwhile True: time.sleep(1)")
 
@@ -35,13 +35,7 @@ def test_exit_99_restarts_at_once_without_backoff(make_stack: Any, tmp_path: Any
             sys.exit(99)
         while True: time.sleep(1)
     """
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: api
-            cmd: {py(code)}
-            restart: {{backoff: {{base_ms: 5000}}}}
-    """)
+    stack = make_stack(config(service("api", py(code), restart={"backoff": {"base_ms": 5000}})))
     stack.start()
     exited = stack.wait_event(lambda e: e["event"] == "exited" and e["code"] == 99)
     stack.wait_event(lambda e: e["event"] == "ready" and e["ts"] >= exited["ts"] and e is not exited, after=stack.events().index(exited))
@@ -55,13 +49,8 @@ def test_exit_99_restarts_at_once_without_backoff(make_stack: Any, tmp_path: Any
 
 def test_exit_78_quarantines_at_once_and_alerts(make_stack: Any, tmp_path: Any) -> None:
     alert_file = tmp_path / "alert.txt"
-    stack = make_stack(f"""
-        version: 1
-        alert_cmd: ["sh", "-c", "echo $MPSV3_ALERT_SERVICE: $MPSV3_ALERT_REASON > {alert_file}"]
-        services:
-          - id: db
-            cmd: ["sh", "-c", "exit 78"]
-    """)
+    alert = ["sh", "-c", f"echo $MPSV3_ALERT_SERVICE: $MPSV3_ALERT_REASON > {alert_file}"]
+    stack = make_stack(config(service("db", ["sh", "-c", "exit 78"]), alert_cmd=alert))
     stack.start()
     event = stack.wait_event(lambda e: e["event"] == "quarantined")
     assert event["level"] == "alert"
@@ -78,17 +67,17 @@ def test_exit_78_quarantines_at_once_and_alerts(make_stack: Any, tmp_path: Any) 
     assert stack.stop() == 0
 
 
-def test_crash_backs_off_exponentially_then_quarantines(make_stack: Any) -> None:
-    stack = make_stack("""
-        version: 1
-        services:
-          - id: flaky
-            cmd: ["sh", "-c", "exit 1"]
-            restart: {backoff: {base_ms: 300, factor: 2, max_ms: 60000}, max_retries: 5}
-    """)
+def backoff_delays(make_stack: Any, code: int, restart: dict[str, Any]) -> tuple[Any, list[float]]:
+    """A service ``flaky`` that exits ``code`` until quarantined: the stack and its delays."""
+    stack = make_stack(config(service("flaky", ["sh", "-c", f"exit {code}"], restart=restart)))
     stack.start()
     stack.wait_event(lambda e: e["event"] == "quarantined", timeout=60)
-    delays = [e["delay_s"] for e in stack.events() if e["event"] == "backoff"]
+    return stack, [e["delay_s"] for e in stack.events() if e["event"] == "backoff"]
+
+
+def test_crash_backs_off_exponentially_then_quarantines(make_stack: Any) -> None:
+    restart = {"backoff": {"base_ms": 300, "factor": 2, "max_ms": 60000}, "max_retries": 5}
+    stack, delays = backoff_delays(make_stack, 1, restart)
     assert delays == [0.3, 0.6, 1.2, 2.4]
     attempts = [e["attempt"] for e in stack.events() if e["event"] == "backoff"]
     assert attempts == [1, 2, 3, 4]
@@ -103,16 +92,8 @@ def test_crash_backs_off_exponentially_then_quarantines(make_stack: Any) -> None
 
 
 def test_jittered_delays_stay_within_bounds(make_stack: Any) -> None:
-    stack = make_stack("""
-        version: 1
-        services:
-          - id: flaky
-            cmd: ["sh", "-c", "exit 3"]
-            restart: {backoff: {base_ms: 200, factor: 2, jitter: 0.5}, max_retries: 4}
-    """)
-    stack.start()
-    stack.wait_event(lambda e: e["event"] == "quarantined", timeout=60)
-    delays = [e["delay_s"] for e in stack.events() if e["event"] == "backoff"]
+    restart = {"backoff": {"base_ms": 200, "factor": 2, "jitter": 0.5}, "max_retries": 4}
+    stack, delays = backoff_delays(make_stack, 3, restart)
     assert len(delays) == 3
     for attempt, delay in enumerate(delays, 1):
         nominal = 0.2 * 2 ** (attempt - 1)
@@ -121,19 +102,12 @@ def test_jittered_delays_stay_within_bounds(make_stack: Any) -> None:
 
 
 def test_stop_kills_the_whole_tree_and_sigterm_stops_in_reverse_order(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: db
-            cmd: {SLEEPER}
-          - id: api
-            cmd: ["sh", "-c", "sleep 1000 & sleep 1000 & wait"]
-            requires: [db]
-          - id: web
-            cmd: ["sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"]
-            requires: [api]
-            stop: {{grace_s: 1}}
-    """)
+    stack = make_stack(config(
+        service("db", SLEEPER),
+        service("api", ["sh", "-c", "sleep 1000 & sleep 1000 & wait"], requires=["db"]),
+        service("web", ["sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"], requires=["api"],
+                stop={"grace_s": 1}),
+    ))
     stack.start()
     stack.wait_state("web", "ready")
     pids = {s["id"]: s["pid"] for s in stack.status()["services"]}
@@ -150,12 +124,7 @@ def test_stop_kills_the_whole_tree_and_sigterm_stops_in_reverse_order(make_stack
 
 
 def test_second_up_of_the_same_instance_exits_75(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: one
-            cmd: {SLEEPER}
-    """)
+    stack = make_stack(config(service("one", SLEEPER)))
     first = stack.start()
     stack.wait_state("one", "ready")
     started = time.monotonic()
@@ -179,13 +148,7 @@ def test_flood_of_200k_lines_reaches_the_log_whole(make_stack: Any) -> None:
         for i in range(200000):
             w(f"line {i:06d} the quick brown fox jumps over the lazy dog\\n")
     """
-    stack = make_stack(f"""
-        version: 1
-        logs: {{max_bytes: 104857600}}
-        services:
-          - id: flood
-            cmd: {py(code)}
-    """)
+    stack = make_stack(config(service("flood", py(code)), logs={"max_bytes": 104857600}))
     stack.start("--quiet")
     stack.wait_state("flood", "exited", timeout=60)
     lines = [unstamped(line) for line in (stack.state_dir / "logs" / "flood.log").read_text().splitlines()]
@@ -202,13 +165,7 @@ def test_log_files_rotate_by_size(make_stack: Any) -> None:
     code = """
         for i in range(3000): print(f"{i:05d} " + "x" * 90)
     """
-    stack = make_stack(f"""
-        version: 1
-        logs: {{max_bytes: 100000, backups: 2}}
-        services:
-          - id: chatty
-            cmd: {py(code)}
-    """)
+    stack = make_stack(config(service("chatty", py(code)), logs={"max_bytes": 100000, "backups": 2}))
     stack.start("--quiet")
     stack.wait_state("chatty", "exited", timeout=60)
     logs = stack.state_dir / "logs"
@@ -235,14 +192,7 @@ def test_killed_supervisor_leaves_no_process_and_next_up_reclaims(
             os._exit(0)
         while True: time.sleep(1)
     """
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: plain
-            cmd: {SLEEPER}
-          - id: sneaky
-            cmd: {py(daemon)}
-    """)
+    stack = make_stack(config(service("plain", SLEEPER), service("sneaky", py(daemon))))
     # Killing `up` leaves nothing (the keeper ends what the services left). To leave the
     # double-forked daemon behind, kill the keeper and the supervisor at once.
     stack.start(new_session=True)
@@ -292,14 +242,7 @@ def test_foreign_port_holder_is_reported_and_left_alive(make_stack: Any, port: i
     )
     try:
         time.sleep(0.5)
-        stack = make_stack(f"""
-            version: 1
-            services:
-              - id: api
-                cmd: {SLEEPER}
-                ports: [{port}]
-                restart: {{backoff: {{base_ms: 500}}}}
-        """)
+        stack = make_stack(config(service("api", SLEEPER, ports=[port], restart={"backoff": {"base_ms": 500}})))
         stack.start()
         event = stack.wait_event(lambda e: e["event"] == "port_conflict")
         assert event["pid"] == holder.pid
@@ -316,13 +259,7 @@ def test_foreign_port_holder_is_reported_and_left_alive(make_stack: Any, port: i
 
 def test_regression_shutdown_does_not_hang_on_the_file_watcher(make_stack: Any) -> None:
     """The watcher task once outlived shutdown: `up` stopped every service but never exited."""
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: api
-            cmd: {SLEEPER}
-            watch: {{paths: ["engine/**/*.py"]}}
-    """)
+    stack = make_stack(config(service("api", SLEEPER, watch={"paths": ["engine/**/*.py"]})))
     (stack.root / "engine").mkdir()
     stack.start()
     stack.wait_event(lambda e: e["event"] == "watcher_started")
@@ -333,20 +270,12 @@ def test_regression_shutdown_does_not_hang_on_the_file_watcher(make_stack: Any) 
 
 
 def test_only_starts_the_named_services_and_their_dependencies(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: db
-            cmd: {SLEEPER}
-          - id: api
-            cmd: {SLEEPER}
-            requires: [db]
-          - id: web
-            cmd: {SLEEPER}
-            requires: [api]
-          - id: other
-            cmd: {SLEEPER}
-    """)
+    stack = make_stack(config(
+        service("db", SLEEPER),
+        service("api", SLEEPER, requires=["db"]),
+        service("web", SLEEPER, requires=["api"]),
+        service("other", SLEEPER),
+    ))
     stack.start("--only", "api")
     stack.wait_state("api", "ready")
     # The others are supervised but not started (`start web` starts it later).
@@ -358,12 +287,7 @@ def test_only_starts_the_named_services_and_their_dependencies(make_stack: Any) 
 
 def test_regression_clean_shutdown_prints_no_traceback(make_stack: Any) -> None:
     """A flush scheduled by the last event once ran after the log files were closed."""
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: one
-            cmd: {SLEEPER}
-    """)
+    stack = make_stack(config(service("one", SLEEPER)))
     stack.start()
     stack.wait_state("one", "ready")
     assert stack.stop() == 0

@@ -13,32 +13,32 @@ import httpx
 import jsonschema
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import MPSV3, py
+from support import MPSV3, alive, config, py, service
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "status.schema.json").read_text())
 SLEEPER = py("import time\nprint('hello from', __import__('os').getpid(), flush=True)\nwhile True: time.sleep(1)")
 
 
-def base_config(extra: str = "", db_cmd: str = SLEEPER) -> str:
-    return f"""
-        version: 1
-        services:
-          - id: db
-            cmd: {db_cmd}
-          - id: api
-            cmd: {SLEEPER}
-            requires: [db]
-          - id: worker
-            cmd: {SLEEPER}
-            requires: [api]
-        {extra}
-    """
+def base_config(**top: Any) -> str:
+    """db, api requiring db, worker requiring api; all ready once started."""
+    return config(
+        service("db", SLEEPER),
+        service("api", SLEEPER, requires=["db"]),
+        service("worker", SLEEPER, requires=["api"]),
+        **top,
+    )
+
+
+def started(make_stack: Any, **top: Any) -> Any:
+    """The stack of :func:`base_config`, started and ready."""
+    stack = make_stack(base_config(**top))
+    stack.start()
+    stack.wait_state("worker", "ready")
+    return stack
 
 
 def test_status_json_matches_the_schema_and_the_table_lists_services(make_stack: Any) -> None:
-    stack = make_stack(base_config())
-    stack.start()
-    stack.wait_state("worker", "ready")
+    stack = started(make_stack)
     status = stack.status()
     jsonschema.validate(status, SCHEMA)
     assert [s["id"] for s in status["services"]] == ["db", "api", "worker"]
@@ -51,9 +51,7 @@ def test_status_json_matches_the_schema_and_the_table_lists_services(make_stack:
 
 
 def test_stop_leaves_dependents_running_and_start_brings_dependencies_first(make_stack: Any) -> None:
-    stack = make_stack(base_config())
-    stack.start()
-    stack.wait_state("worker", "ready")
+    stack = started(make_stack)
     api_pid = stack.service("api")["pid"]
     result = stack.cli("stop", "db")
     assert result.returncode == 0, result.stderr
@@ -74,9 +72,7 @@ def test_stop_leaves_dependents_running_and_start_brings_dependencies_first(make
 
 
 def test_restart_gives_a_new_pid_and_counts(make_stack: Any) -> None:
-    stack = make_stack(base_config())
-    stack.start()
-    stack.wait_state("worker", "ready")
+    stack = started(make_stack)
     old = stack.service("api")["pid"]
     mark = len(stack.events())
     assert stack.cli("restart", "api").returncode == 0
@@ -90,9 +86,7 @@ def test_restart_gives_a_new_pid_and_counts(make_stack: Any) -> None:
 
 
 def test_unknown_id_lists_the_valid_ones(make_stack: Any) -> None:
-    stack = make_stack(base_config())
-    stack.start()
-    stack.wait_state("worker", "ready")
+    stack = started(make_stack)
     result = stack.cli("restart", "nope")
     assert result.returncode != 0
     assert "db, api, worker" in result.stderr
@@ -108,17 +102,10 @@ def test_release_brings_a_quarantined_service_back(make_stack: Any, tmp_path: Pa
         print("up", flush=True)
         while True: time.sleep(1)
     """)
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: db
-            cmd: {flaky}
-            readiness: {{log: {{pattern: "^up$"}}}}
-            restart: {{backoff: {{base_ms: 50}}, max_retries: 3}}
-          - id: api
-            cmd: {SLEEPER}
-            requires: [db]
-    """)
+    stack = make_stack(config(
+        service("db", flaky, readiness={"log": {"pattern": "^up$"}}, restart={"backoff": {"base_ms": 50}, "max_retries": 3}),
+        service("api", SLEEPER, requires=["db"]),
+    ))
     stack.start()
     stack.wait_state("db", "quarantined")
     api = stack.service("api")
@@ -134,24 +121,15 @@ def test_release_brings_a_quarantined_service_back(make_stack: Any, tmp_path: Pa
 
 
 def test_reload_applies_added_removed_changed_and_rejects_invalid(make_stack: Any) -> None:
-    stack = make_stack(base_config())
-    stack.start()
-    stack.wait_state("worker", "ready")
+    stack = started(make_stack)
     pids = {s["id"]: s["pid"] for s in stack.status()["services"]}
     name = stack.status()["supervisor"]["name"]
-    stack.write_config(f"""
-        version: 1
-        name: {name}
-        services:
-          - id: db
-            cmd: {SLEEPER}
-          - id: api
-            cmd: {SLEEPER}
-            requires: [db]
-            env: {{CHANGED: "yes"}}
-          - id: extra
-            cmd: {SLEEPER}
-    """)
+    stack.write_config(config(
+        service("db", SLEEPER),
+        service("api", SLEEPER, requires=["db"], env={"CHANGED": "yes"}),
+        service("extra", SLEEPER),
+        name=name,
+    ))
     mark = len(stack.events())
     result = stack.cli("reload")
     assert result.returncode == 0, result.stderr
@@ -168,7 +146,7 @@ def test_reload_applies_added_removed_changed_and_rejects_invalid(make_stack: An
     assert set(now) == {"db", "api", "extra"}
     assert now["db"] == pids["db"]  # unchanged: left alone
     assert now["api"] != pids["api"]  # changed: restarted
-    assert not _alive(pids["worker"])  # removed: stopped
+    assert not alive(pids["worker"])  # removed: stopped
 
     stack.write_config("version: 1\nservices:\n  - id: db\n    cmd: []\n    requires: [ghost]\n")
     result = stack.cli("reload")
@@ -178,19 +156,8 @@ def test_reload_applies_added_removed_changed_and_rejects_invalid(make_stack: An
     assert stack.stop() == 0
 
 
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def test_logs_tail_and_follow(make_stack: Any) -> None:
-    stack = make_stack(base_config())
-    stack.start()
-    stack.wait_state("worker", "ready")
+    stack = started(make_stack)
     deadline = time.monotonic() + 10
     result = stack.cli("logs", "api", "-c", str(stack.config_path), "-n", "5")
     while "hello from" not in result.stdout and time.monotonic() < deadline:
@@ -221,15 +188,14 @@ def test_logs_tail_and_follow(make_stack: Any) -> None:
 
 
 def test_down_stops_everything_and_the_supervisor(make_stack: Any) -> None:
-    stack = make_stack(base_config())
-    proc = stack.start()
-    stack.wait_state("worker", "ready")
+    stack = started(make_stack)
+    proc = stack.process
     pids = [s["pid"] for s in stack.status()["services"]]
     result = stack.cli("down")
     assert result.returncode == 0, result.stderr
     assert proc.wait(timeout=30) == 0
     stack.process = None
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     stopped = [e["service"] for e in stack.events() if e["event"] == "stopped"]
     assert stopped == ["worker", "api", "db"]
     after = stack.cli("status")
@@ -238,9 +204,7 @@ def test_down_stops_everything_and_the_supervisor(make_stack: Any) -> None:
 
 
 def test_metrics_endpoint_counts_restarts(make_stack: Any, port: int) -> None:
-    stack = make_stack(base_config(f"metrics: {{port: {port}}}"))
-    stack.start()
-    stack.wait_state("worker", "ready")
+    stack = started(make_stack, metrics={"port": port})
     stack.cli("restart", "api")
     stack.wait_event(lambda e: e["event"] == "restarting" and e["service"] == "api")
     stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "api" and stack.service("api")["restarts"] == 1)

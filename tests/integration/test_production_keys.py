@@ -21,29 +21,54 @@ from typing import Any
 
 import psutil
 import pytest
-from production_support import SLEEPER, SYSTEM_PYTHON, alive, argv, log_lines, of, ok, wait_for
+from production_support import SLEEPER, SYSTEM_PYTHON
 
-from support import STAMP, Event, Stack, py, unstamped
+from support import (
+    STAMP,
+    Event,
+    Stack,
+    Yaml,
+    alive,
+    argv,
+    config,
+    log_lines,
+    of,
+    ok,
+    py,
+    service,
+    unstamped,
+    wait_for,
+)
 
 # ----------------------------------------------------------------------------------- tasks
 
 
+def counting_task(runs: Path) -> Yaml:
+    """A task that adds a line to ``runs`` at each run, and takes 0.2 s (one that exits at
+    once can meet the engine bug shown below)."""
+    return py(f"import time\nopen({str(runs)!r}, 'a').write('run' + chr(10))\ntime.sleep(0.2)")
+
+
+def app(requires: str, **keys: Any) -> dict[str, Any]:
+    """The long-running service ``app``, ready once it printed ``up``, after ``requires``."""
+    return service("app", SLEEPER, requires=[requires], readiness={"log": {"pattern": "^up$"}}, **keys)
+
+
+def assert_reran_then_app(stack: Stack, task: str, mark: int) -> None:
+    """Since event ``mark``: ``task`` completed, then ``app`` spawned, then ``app`` was ready."""
+    ready = stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app", after=mark)
+    after = stack.events()[mark:]
+    completed = next(i for i, e in enumerate(after) if e["service"] == task and e.get("to") == "completed")
+    app_spawn = next(i for i, e in enumerate(after) if e["service"] == "app" and e["event"] == "spawned")
+    assert completed < app_spawn < after.index(ready)
+
+
 def test_a_completed_task_is_not_rerun_when_its_dependents_restart(make_stack: Any, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    # Tasks here run 0.2 s: one that exits at once can meet the engine bug shown below.
-    init = py(f"import time\nopen({str(runs)!r}, 'a').write('run' + chr(10))\ntime.sleep(0.2)")
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: init
-            kind: task
-            cmd: {init}
-          - id: app
-            cmd: {SLEEPER}
-            requires: [init]
-            readiness: {{log: {{pattern: "^up$"}}}}
-            restart: {{backoff: {{base_ms: 100}}}}
-    """)
+    stack = make_stack(config(
+        service("init", counting_task(runs), kind="task"),
+        app("init", restart={"backoff": {"base_ms": 100}}),
+    ))
     stack.start()
     stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app")
     assert stack.service("init")["state"] == "completed"
@@ -56,11 +81,7 @@ def test_a_completed_task_is_not_rerun_when_its_dependents_restart(make_stack: A
 
     mark = len(stack.events())  # `restart init` runs it again, then restarts its dependents
     ok(stack.cli("restart", "init"))
-    ready = stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app", after=mark)
-    after = stack.events()[mark:]
-    completed = next(i for i, e in enumerate(after) if e["service"] == "init" and e.get("to") == "completed")
-    app_spawn = next(i for i, e in enumerate(after) if e["service"] == "app" and e["event"] == "spawned")
-    assert completed < app_spawn < after.index(ready)
+    assert_reran_then_app(stack, "init", mark)
     assert runs.read_text() == "run\nrun\n"
     assert stack.stop() == 0
 
@@ -69,19 +90,8 @@ def test_a_change_to_a_tasks_watched_file_reruns_it_then_restarts_its_dependents
     make_stack: Any, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    init = py(f"import time\nopen({str(runs)!r}, 'a').write('run' + chr(10))\ntime.sleep(0.2)")
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: migrate
-            kind: task
-            cmd: {init}
-            watch: {{paths: [migrations.sql], debounce_ms: 100}}
-          - id: app
-            cmd: {SLEEPER}
-            requires: [migrate]
-            readiness: {{log: {{pattern: "^up$"}}}}
-    """)
+    watch = {"paths": ["migrations.sql"], "debounce_ms": 100}
+    stack = make_stack(config(service("migrate", counting_task(runs), kind="task", watch=watch), app("migrate")))
     (stack.root / "migrations.sql").write_text("-- 1\n")
     stack.start()
     stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app")
@@ -89,11 +99,7 @@ def test_a_change_to_a_tasks_watched_file_reruns_it_then_restarts_its_dependents
     time.sleep(0.3)
     mark = len(stack.events())
     (stack.root / "migrations.sql").write_text("-- 2\n")
-    ready = stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app", after=mark)
-    after = stack.events()[mark:]
-    completed = next(i for i, e in enumerate(after) if e["service"] == "migrate" and e.get("to") == "completed")
-    app_spawn = next(i for i, e in enumerate(after) if e["service"] == "app" and e["event"] == "spawned")
-    assert completed < app_spawn < after.index(ready)
+    assert_reran_then_app(stack, "migrate", mark)
     assert runs.read_text() == "run\nrun\n" and len(of(stack.events(), "app", "spawned")) == 2
     assert stack.stop() == 0
 
@@ -103,17 +109,11 @@ def test_a_failing_task_backs_off_and_its_dependent_waits_until_it_completes(
 ) -> None:
     fixed = tmp_path / "fixed"
     migrate = py(f"import os, sys, time\ntime.sleep(0.2)\nsys.exit(0 if os.path.exists({str(fixed)!r}) else 3)")
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: migrate
-            kind: task
-            cmd: {migrate}
-            restart: {{backoff: {{base_ms: 200, factor: 1}}, max_retries: 50}}
-          - id: app
-            cmd: {SLEEPER}
-            requires: [migrate]
-    """)
+    restart = {"backoff": {"base_ms": 200, "factor": 1}, "max_retries": 50}
+    stack = make_stack(config(
+        service("migrate", migrate, kind="task", restart=restart),
+        service("app", SLEEPER, requires=["migrate"]),
+    ))
     stack.start()
     stack.wait_event(lambda e: e["event"] == "backoff" and e["service"] == "migrate" and e["attempt"] >= 2)
     app = stack.service("app")
@@ -127,11 +127,8 @@ def test_a_failing_task_backs_off_and_its_dependent_waits_until_it_completes(
 
 
 def test_a_program_that_exits_at_once_is_reported_with_its_own_exit_code(make_stack: Any) -> None:
-    services = "".join(f"""
-          - id: quick{i}
-            cmd: ["true"]
-            restart: {{policy: always, backoff: {{base_ms: 20}}}}""" for i in range(5))
-    stack = make_stack(f"version: 1\nservices:{services}\n")
+    restart = {"policy": "always", "backoff": {"base_ms": 20}}
+    stack = make_stack(config(*(service(f"quick{i}", ["true"], restart=restart) for i in range(5))))
     stack.start()
 
     def exits() -> list[Event]:
@@ -169,15 +166,9 @@ with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
     s.sendto(b'STATUS=warming up\\nREADY=1', os.environ['NOTIFY_SOCKET'])
 while True: time.sleep(1)
 """
-    stack = Stack(open_root / "stack", f"""
-        version: 1
-        services:
-          - id: daemon
-            user: nobody
-            group: nogroup
-            cmd: {argv(sender, python=SYSTEM_PYTHON)}
-            readiness: {{notify: true, timeout_s: 20}}
-    """, name=f"u{os.getpid()}")
+    daemon = service("daemon", argv(sender, python=SYSTEM_PYTHON), user="nobody", group="nogroup",
+                     readiness={"notify": True, "timeout_s": 20})
+    stack = Stack(open_root / "stack", config(daemon), name=f"u{os.getpid()}")
     try:
         stack.start()
         ready = stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "daemon")
@@ -197,15 +188,8 @@ while True: time.sleep(1)
 def test_env_file_values_reach_the_service_and_a_missing_optional_file_is_fine(make_stack: Any) -> None:
     show = py("import os, time\nprint('secret', os.environ['SECRET'], os.environ['OWN'], flush=True)\n"
               "while True: time.sleep(1)")
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: app
-            cmd: {show}
-            env_file: [.env, ?.env.local]
-            env: {{OWN: own}}
-            readiness: {{log: {{pattern: "^secret"}}}}
-    """)
+    stack = make_stack(config(service("app", show, env_file=[".env", "?.env.local"], env={"OWN": "own"},
+                                      readiness={"log": {"pattern": "^secret"}})))
     (stack.root / ".env").write_text("SECRET='from .env'\nOWN=loses-to-env\n")
     stack.start()
     stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app")
@@ -218,26 +202,15 @@ def test_env_file_values_reach_the_service_and_a_missing_optional_file_is_fine(m
     assert stack.stop() == 0
 
 
-# ------------------------------------------------------------------ replicas, roll, scale
-
-
 # ---------------------------------------------------------------------- enabled, profiles
 
 
 def test_disabled_and_profile_services_start_only_when_asked(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: base
-            cmd: {SLEEPER}
-          - id: extra
-            cmd: {SLEEPER}
-            enabled: false
-            requires: [base]
-          - id: dbg
-            cmd: {SLEEPER}
-            profiles: [debug]
-    """)
+    stack = make_stack(config(
+        service("base", SLEEPER),
+        service("extra", SLEEPER, enabled=False, requires=["base"]),
+        service("dbg", SLEEPER, profiles=["debug"]),
+    ))
     stack.start()
     stack.wait_state("base", "ready")
     time.sleep(1.0)
@@ -269,14 +242,8 @@ def test_a_memory_hog_over_its_limit_is_restarted_with_reason_memory(make_stack:
             time.sleep(0.05)
         while True: time.sleep(1)
     """)
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: hog
-            cmd: {hog}
-            limits: {{memory_mb: 64}}
-            restart: {{backoff: {{base_ms: 300}}, max_retries: 20}}
-    """)
+    restart = {"backoff": {"base_ms": 300}, "max_retries": 20}
+    stack = make_stack(config(service("hog", hog, limits={"memory_mb": 64}, restart=restart)))
     stack.start()
     exceeded = stack.wait_event(lambda e: e["event"] == "limit_exceeded" and e["service"] == "hog")
     assert exceeded["limit"] == "memory"
@@ -302,14 +269,8 @@ PARENT = py("""
 
 
 def test_signal_to_main_leaves_a_child_that_dies_on_sighup_alive(make_stack: Any) -> None:
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: app
-            cmd: {PARENT}
-            readiness: {{log: {{pattern: "^child "}}}}
-            watch: {{paths: [app.conf], on_change: "signal:SIGHUP", signal_to: main, debounce_ms: 100}}
-    """)
+    watch = {"paths": ["app.conf"], "on_change": "signal:SIGHUP", "signal_to": "main", "debounce_ms": 100}
+    stack = make_stack(config(service("app", PARENT, readiness={"log": {"pattern": "^child "}}, watch=watch)))
     (stack.root / "app.conf").write_text("v1\n")
     stack.start()
     stack.wait_event(lambda e: e["event"] == "ready" and e["service"] == "app")
@@ -342,12 +303,7 @@ def test_signal_to_main_leaves_a_child_that_dies_on_sighup_alive(make_stack: Any
 def test_log_lines_carry_a_utc_stamp_in_the_file_and_in_logs(make_stack: Any) -> None:
     begin = datetime.now(timezone.utc).isoformat(timespec="milliseconds")[:23]
     three = py("import time\nfor i in range(3): print('line', i, flush=True)\nwhile True: time.sleep(1)")
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: app
-            cmd: {three}
-    """)
+    stack = make_stack(config(service("app", three)))
     stack.start()
     wait_for("three lines", lambda: len(log_lines(stack, "app")) == 3)
     end = datetime.now(timezone.utc).isoformat(timespec="milliseconds")[:23]
@@ -373,21 +329,14 @@ def test_logs_merges_every_service_in_time_order_and_since_cuts(make_stack: Any,
         print(name, 'late', flush=True)
         while True: time.sleep(1)
     """.replace("TRIGGER", repr(str(trigger)))
-    stack = make_stack(f"""
-        version: 1
-        services:
-          - id: a
-            cmd: {argv(talker, "a", "0")}
-          - id: b
-            cmd: {argv(talker, "b", "0.2")}
-    """)
+    stack = make_stack(config(service("a", argv(talker, "a", "0")), service("b", argv(talker, "b", "0.2"))))
     stack.start()
     wait_for("the early lines", lambda: len(log_lines(stack, "b")) == 3)
-    config = ("-c", str(stack.config_path))
+    with_config = ("-c", str(stack.config_path))
 
     def merged(*args: str) -> list[tuple[str, str]]:
         rows = []
-        for line in ok(stack.cli("logs", *args, *config)).splitlines():
+        for line in ok(stack.cli("logs", *args, *with_config)).splitlines():
             sid, _, rest = line.partition(" | ")
             rows.append((sid.strip(), rest))
         return rows
@@ -405,6 +354,6 @@ def test_logs_merges_every_service_in_time_order_and_since_cuts(make_stack: Any,
     wait_for("the late lines", lambda: "a late" in log_lines(stack, "a") and "b late" in log_lines(stack, "b"))
     assert sorted(unstamped(rest) for _, rest in merged("--since", cut)) == ["a late", "b late"]
     assert len(merged("--since", "10m")) == 8
-    assert [unstamped(line) for line in ok(stack.cli("logs", "b", "--since", cut, *config)).splitlines()] == ["b late"]
+    assert [unstamped(line) for line in ok(stack.cli("logs", "b", "--since", cut, *with_config)).splitlines()] == ["b late"]
     assert stack.stop() == 0
 

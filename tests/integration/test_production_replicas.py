@@ -11,9 +11,9 @@ import threading
 import time
 from typing import Any
 
-from production_support import SLEEPER, alive, log_lines, ok, wait_for
+from production_support import SLEEPER
 
-from support import Event, Stack, py
+from support import Event, Stack, alive, config, log_lines, ok, py, service, wait_for
 
 REPLICA = py("""
     import os, sys, time
@@ -24,17 +24,12 @@ REPLICA = py("""
 """)
 
 
-def replicated(make_stack: Any, count: int, extra: str = "", delay: float = 0.6) -> Stack:
-    stack: Stack = make_stack(f"""
-        version: 1
-        services:
-          - id: worker
-            cmd: {REPLICA}
-            replicas: {count}
-            env: {{SLOT: "slot-${{MPSV3_REPLICA}}", DELAY: "{delay}"}}
-            readiness: {{log: {{pattern: "^ready"}}}}
-            stop: {{grace_s: 2}}{extra}
-    """)
+def replicated(make_stack: Any, count: int, *others: dict[str, Any], delay: float = 0.6, **keys: Any) -> Stack:
+    """``count`` replicas of ``worker`` (with more ``keys``) beside ``others``, all ready."""
+    env = {"SLOT": "slot-${MPSV3_REPLICA}", "DELAY": str(delay)}
+    worker = service("worker", REPLICA, replicas=count, env=env, readiness={"log": {"pattern": "^ready"}},
+                     stop={"grace_s": 2}, **keys)
+    stack: Stack = make_stack(config(worker, *others))
     (stack.root / "code.py").write_text("v = 1\n")
     stack.start()
     for n in range(1, count + 1):
@@ -98,7 +93,7 @@ def test_a_rolling_restart_of_three_replicas_never_has_fewer_than_two_ready(make
 
 
 def test_a_rolling_restart_does_not_go_past_a_replica_that_does_not_come_back(make_stack: Any) -> None:
-    stack = replicated(make_stack, 3, "\n            restart: {backoff: {base_ms: 200, factor: 1}, max_retries: 100}")
+    stack = replicated(make_stack, 3, restart={"backoff": {"base_ms": 200, "factor": 1}, "max_retries": 100})
     old = {s["id"]: s["pid"] for s in stack.status()["services"]}
     (stack.root / "broken").write_text("yes")
     mark = len(stack.events())
@@ -112,7 +107,7 @@ def test_a_rolling_restart_does_not_go_past_a_replica_that_does_not_come_back(ma
 
 
 def test_a_change_to_a_replicated_services_files_rolls_it(make_stack: Any) -> None:
-    stack = replicated(make_stack, 2, "\n            watch: {paths: [code.py], debounce_ms: 100}")
+    stack = replicated(make_stack, 2, watch={"paths": ["code.py"], "debounce_ms": 100})
     stack.wait_event(lambda e: e["event"] == "watcher_started")
     time.sleep(0.3)
     mark = len(stack.events())
@@ -124,7 +119,7 @@ def test_a_change_to_a_replicated_services_files_rolls_it(make_stack: Any) -> No
 
 
 def test_scale_adds_and_removes_replicas_at_run_time(make_stack: Any) -> None:
-    stack = replicated(make_stack, 2, "\n          - id: single\n            cmd: " + SLEEPER)
+    stack = replicated(make_stack, 2, service("single", SLEEPER))
     assert "added: worker-3, worker-4" in ok(stack.cli("scale", "worker", "4"))
     for sid in ("worker-3", "worker-4"):
         stack.wait_event(lambda e, sid=sid: e["event"] == "ready" and e["service"] == sid)

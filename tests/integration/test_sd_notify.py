@@ -13,7 +13,6 @@ import itertools
 import socket
 import statistics
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from support import py
+from support import config, py, service
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="AF_UNIX datagrams, the keeper")
 
@@ -86,25 +85,13 @@ def seconds(ts: str) -> float:
     return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + int(ts[20:23]) / 1000
 
 
-def config(slow_after: float = 1.2) -> str:
-    return f"""
-        version: 1
-        services:
-          - id: fast
-            cmd: {py("import time; time.sleep(600)")}
-          - id: slow
-            cmd: {py(f"import time, os; time.sleep({slow_after}); print('up', os.environ.get('NOTIFY_SOCKET'), flush=True); time.sleep(600)")}
-            readiness:
-              log: {{pattern: "^up"}}
-              timeout_s: 20
-            stop: {{grace_s: 5}}
-    """
-
-
-def renamed(stack: Any, text: str) -> str:
-    """``text`` with the stack's own ``name:`` (a reload must keep it)."""
-    name = next(line for line in stack.config_path.read_text().splitlines() if line.startswith("name:"))
-    return textwrap.dedent(text).lstrip().replace("version: 1\n", f"version: 1\n{name}\n", 1)
+def two_services(slow_after: float = 1.2, timeout_s: float = 20) -> str:
+    """``fast`` ready at its spawn; ``slow`` ready ``slow_after`` seconds later, by its log."""
+    slow = py(f"import time, os; time.sleep({slow_after}); print('up', os.environ.get('NOTIFY_SOCKET'), flush=True); time.sleep(600)")
+    return config(
+        service("fast", py("import time; time.sleep(600)")),
+        service("slow", slow, readiness={"log": {"pattern": "^up"}, "timeout_s": timeout_s}, stop={"grace_s": 5}),
+    )
 
 
 def start(make_stack: Any, systemd: FakeSystemd, text: str) -> Any:
@@ -115,7 +102,7 @@ def start(make_stack: Any, systemd: FakeSystemd, text: str) -> Any:
 
 
 def test_ready_only_after_the_last_ready_event_with_status_lines(make_stack: Any, systemd: FakeSystemd) -> None:
-    stack = start(make_stack, systemd, config())
+    stack = start(make_stack, systemd, two_services())
     ready_at = systemd.wait_for("READY", "1")
     arrived, fields = systemd.received()[ready_at]
     last_ready = max(seconds(e["ts"]) for e in stack.events() if e["event"] == "ready")
@@ -131,7 +118,7 @@ def test_ready_only_after_the_last_ready_event_with_status_lines(make_stack: Any
 
 
 def test_watchdog_pings_at_half_the_interval(make_stack: Any, systemd: FakeSystemd) -> None:
-    start(make_stack, systemd, config(slow_after=0.1))
+    start(make_stack, systemd, two_services(slow_after=0.1))
     systemd.wait_for("READY", "1")
     time.sleep(2.0)
     pings = [t for t, m in systemd.received() if m.get("WATCHDOG") == "1"]
@@ -143,22 +130,15 @@ def test_watchdog_pings_at_half_the_interval(make_stack: Any, systemd: FakeSyste
 
 
 def test_status_names_a_service_in_backoff(make_stack: Any, systemd: FakeSystemd) -> None:
-    start(make_stack, systemd, f"""
-        version: 1
-        services:
-          - id: ok
-            cmd: {py("import time; time.sleep(600)")}
-          - id: flaky
-            cmd: {py("raise SystemExit(1)")}
-            readiness: {{log: {{pattern: "never"}}}}
-            restart: {{backoff: {{base_ms: 4000, max_ms: 4000}}}}
-    """)
+    flaky = service("flaky", py("raise SystemExit(1)"), readiness={"log": {"pattern": "never"}},
+                    restart={"backoff": {"base_ms": 4000, "max_ms": 4000}})
+    start(make_stack, systemd, config(service("ok", py("import time; time.sleep(600)")), flaky))
     index = systemd.wait_for("STATUS", "1/2 ready; flaky: backoff 4 s")
     assert not any("READY" in m for _, m in systemd.received()[: index + 1])
 
 
 def test_stopping_at_sigterm(make_stack: Any, systemd: FakeSystemd) -> None:
-    stack = start(make_stack, systemd, config(slow_after=0.1))
+    stack = start(make_stack, systemd, two_services(slow_after=0.1))
     systemd.wait_for("READY", "1")
     assert stack.stop() == 0
     index = systemd.wait_for("STOPPING", "1", timeout=5)
@@ -167,19 +147,15 @@ def test_stopping_at_sigterm(make_stack: Any, systemd: FakeSystemd) -> None:
 
 def test_stopping_comes_before_the_services_stop(make_stack: Any, systemd: FakeSystemd) -> None:
     """The ``shutdown_started`` event (SIGTERM, ``down``) sends STOPPING=1 before anything stops."""
-    stack = start(make_stack, systemd, f"""
-        version: 1
-        services:
-          - id: lingering
-            cmd: {py('''
-                import signal, time
-                signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.5), exit(0)))
-                print("up", flush=True)
-                time.sleep(600)
-            ''')}
-            readiness: {{log: {{pattern: "^up"}}}}
-            stop: {{grace_s: 5}}
+    lingering = py("""
+        import signal, time
+        signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.5), exit(0)))
+        print("up", flush=True)
+        time.sleep(600)
     """)
+    stack = start(make_stack, systemd, config(
+        service("lingering", lingering, readiness={"log": {"pattern": "^up"}}, stop={"grace_s": 5})
+    ))
     systemd.wait_for("READY", "1")
     assert stack.process is not None
     stack.process.terminate()
@@ -190,10 +166,10 @@ def test_stopping_comes_before_the_services_stop(make_stack: Any, systemd: FakeS
 
 
 def test_reloading_then_ready_once_the_new_config_runs(make_stack: Any, systemd: FakeSystemd) -> None:
-    stack = start(make_stack, systemd, config(slow_after=0.1))
+    stack = start(make_stack, systemd, two_services(slow_after=0.1))
     systemd.wait_for("READY", "1")
     mark = len(systemd.received())
-    stack.write_config(renamed(stack, config(slow_after=1.0)))
+    stack.write_config(two_services(slow_after=1.0), keep_name=True)
     assert stack.cli("reload").returncode == 0
     reloading = systemd.wait_for("RELOADING", "1", after=mark)
     assert int(systemd.received()[reloading][1]["MONOTONIC_USEC"]) > 0
@@ -204,7 +180,7 @@ def test_reloading_then_ready_once_the_new_config_runs(make_stack: Any, systemd:
 
     # A rejected reload: RELOADING=1 and READY=1 at once, nothing changed.
     mark = len(systemd.received())
-    stack.write_config(renamed(stack, "version: 1\nservices: [{id: x}]\n"))
+    stack.write_config("version: 1\nservices: [{id: x}]\n", keep_name=True)
     assert stack.cli("reload").returncode != 0
     reloading = systemd.wait_for("RELOADING", "1", after=mark)
     ready = systemd.wait_for("READY", "1", after=reloading, timeout=5)
@@ -213,10 +189,10 @@ def test_reloading_then_ready_once_the_new_config_runs(make_stack: Any, systemd:
 
 def test_a_reload_of_probes_only_ends_with_ready(make_stack: Any, systemd: FakeSystemd) -> None:
     """A change of probes applies without a restart (no state event): READY=1 all the same."""
-    stack = start(make_stack, systemd, config(slow_after=0.1))
+    stack = start(make_stack, systemd, two_services(slow_after=0.1))
     systemd.wait_for("READY", "1")
     mark = len(systemd.received())
-    stack.write_config(renamed(stack, config(slow_after=0.1).replace("timeout_s: 20", "timeout_s: 25")))
+    stack.write_config(two_services(slow_after=0.1, timeout_s=25), keep_name=True)
     assert stack.cli("reload").returncode == 0
     reloading = systemd.wait_for("RELOADING", "1", after=mark)
     ready = systemd.wait_for("READY", "1", after=reloading, timeout=5)
@@ -225,7 +201,7 @@ def test_a_reload_of_probes_only_ends_with_ready(make_stack: Any, systemd: FakeS
 
 
 def test_stopping_at_down(make_stack: Any, systemd: FakeSystemd) -> None:
-    stack = start(make_stack, systemd, config(slow_after=0.1))
+    stack = start(make_stack, systemd, two_services(slow_after=0.1))
     systemd.wait_for("READY", "1")
     assert stack.cli("down").returncode == 0
     systemd.wait_for("STOPPING", "1", timeout=5)
