@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mpsv3 import __version__
+from mpsv3.config.bounds import TooLarge, read_bounded
 from mpsv3.plan import StackPlan, from_json, to_json
 from mpsv3.platform.dirs import read_private_file, runtime_dir, write_private_file
 
@@ -73,8 +74,8 @@ def lookup(
     """The cached plan of ``config`` and its warnings, when nothing it depends on changed."""
     absolute = Path(os.path.abspath(config))
     try:
-        text = absolute.read_bytes()
-    except OSError:
+        text = read_bounded(absolute)  # `-c /dev/zero`: the loader refuses it, with its message
+    except (OSError, TooLarge):
         return None
     data = read_private_file(_entry_path(absolute, overrides), limit=32 << 20)
     if data is None:
@@ -102,7 +103,7 @@ def store(
     """Remember ``plan`` for ``config`` (best effort: a failure only means no cache)."""
     absolute = Path(os.path.abspath(config))
     try:
-        text = absolute.read_bytes()
+        text = read_bounded(absolute)
         if plan.digest and hashlib.sha256(text).hexdigest() != plan.digest:
             return  # the file changed while it was loaded: do not pin a mismatch
         entry = {
@@ -114,5 +115,5 @@ def store(
         folder = runtime_dir() / FOLDER
         folder.mkdir(mode=0o700, exist_ok=True)
         write_private_file(_entry_path(absolute, overrides), json.dumps(entry).encode())
-    except (OSError, ValueError):
+    except (OSError, ValueError, TooLarge):
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mpsv3.config.document import MAX_CONFIG_BYTES
+from mpsv3.config.bounds import MAX_CONFIG_BYTES
 from mpsv3.config.instance import locate_instance
 from mpsv3.config.loader import load_config, load_config_text
 from mpsv3.config.patterns import compile_pattern, pattern_problem

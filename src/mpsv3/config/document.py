@@ -1,8 +1,7 @@
-"""A config file as plain data with the line of every part: bounded reading, YAML, lines.
+"""A config file as plain data with the line of every part: YAML, lines, bounded nesting.
 
-Why apart from the loader: reading is where hostile input first arrives (issue 15), so the
-bounds live here, in one place. A file is refused past ``MAX_CONFIG_BYTES`` before and while
-it is read (``-c /dev/zero`` is refused at once, not read until memory runs out); YAML is
+Why apart from the loader: hostile input is bounded as early as it can be (issue 15); the
+file's size is bounded before this, by ``config.bounds`` as it is read. YAML is
 composed by libyaml when it is there (linear and about six times faster than the pure-Python
 parser, which a 1 MiB config needs); a document nested deeper than ``MAX_NESTING`` is refused
 as it is walked (no step after this one can then run out of stack); aliases may repeat at
@@ -13,9 +12,6 @@ duplicate keys that a plain ``safe_load`` silently drops.
 
 from __future__ import annotations
 
-import os
-import stat
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,9 +19,6 @@ import yaml
 from mpsv3.config.source import Path_
 from mpsv3.config.wording import describe_path, show
 from mpsv3.errors import ConfigError
-
-#: The largest config (and env file) mpsv3 reads: a config of several thousand services.
-MAX_CONFIG_BYTES = 1 << 20
 
 #: Values that aliases may add by repeating a node (``*a`` used again and again).
 MAX_REPEATED_VALUES = 100_000
@@ -59,36 +52,6 @@ class _FastLoader(_BASE_LOADER):  # type: ignore[misc,valid-type]
 
 
 _FAST_LOADER: Any = _FastLoader
-
-
-class TooLarge(Exception):
-    """A file is larger than the limit; nothing past the limit was read."""
-
-
-def read_bounded(path: Path | str, limit: int = MAX_CONFIG_BYTES) -> bytes:
-    """The bytes of ``path``, refused past ``limit`` before reading (a regular file's size)
-    and while reading (a device, a pipe: ``/dev/zero``), so at most ``limit + 1`` bytes are read.
-
-    Raises:
-        TooLarge: the file is larger than ``limit``.
-        OSError: it cannot be opened or read.
-    """
-    with open(path, "rb") as stream:
-        info = os.fstat(stream.fileno())
-        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
-            raise TooLarge
-        data = stream.read(limit + 1)
-    if len(data) > limit:
-        raise TooLarge
-    return data
-
-
-def size_text(limit: int = MAX_CONFIG_BYTES) -> str:
-    """``1 MiB``, ``256 KiB``: a limit as a reader says it."""
-    for unit, shift in (("MiB", 20), ("KiB", 10)):
-        if limit % (1 << shift) == 0:
-            return f"{limit >> shift} {unit}"
-    return f"{limit} bytes"
 
 
 class SourceMap:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dotenv.parser import parse_stream
 
-from mpsv3.config.document import TooLarge, read_bounded, size_text
+from mpsv3.config.bounds import TooLarge, read_bounded, size_text
 from mpsv3.config.rules import env_key_problem
 from mpsv3.config.wording import show
 from mpsv3.errors import ConfigError

@@ -23,16 +23,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from mpsv3.config.advice import dependency_warnings
+from mpsv3.config.bounds import MAX_CONFIG_BYTES, TooLarge, read_bounded, size_text
 from mpsv3.config.checks import partial_stack, run_checks
-from mpsv3.config.document import (
-    MAX_CONFIG_BYTES,
-    SourceMap,
-    TooLarge,
-    build,
-    env_numbers_as_text,
-    read_bounded,
-    size_text,
-)
+from mpsv3.config.document import SourceMap, build, env_numbers_as_text
 from mpsv3.config.interpolate import (
     Budget,
     DocumentInterpolator,

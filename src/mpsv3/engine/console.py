@@ -65,12 +65,31 @@ def is_stamped(line: bytes | str) -> bool:
     )
 
 
+def utc_second(text: str) -> int:
+    """Seconds since the epoch of the UTC second ``2026-12-01T15:04:05`` (the first 19
+    characters of a stamp or an event's ``ts``).
+
+    Why not ``time.strptime``: its first call imports ``_strptime``, and an import can fail
+    when the supervisor is out of descriptors (issue 15); this reads six numbers.
+
+    Raises:
+        ValueError: ``text`` is not such a second.
+    """
+    if len(text) < 19 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" or text[16] != ":":
+        raise ValueError(f"not a UTC second: {text!r}")
+    fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+    if not all(field.isdigit() for field in fields):
+        raise ValueError(f"not a UTC second: {text!r}")
+    year, month, day, hour, minute, second = (int(field) for field in fields)
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+
+
 @functools.lru_cache(maxsize=8)
 def clock_time(second: str) -> str:
     """``15:04:05`` in local time for the UTC second ``2026-12-01T15:04:05`` (cached: a burst
     of lines shares its second)."""
     try:
-        moment = calendar.timegm(time.strptime(second, "%Y-%m-%dT%H:%M:%S"))
+        moment = utc_second(second)
     except ValueError:
         return second[11:19]
     return time.strftime("%H:%M:%S", time.localtime(moment))

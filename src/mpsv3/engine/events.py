@@ -2,7 +2,9 @@
 
 Why a bus: status, metrics, the console and the tests all want the same facts, and the
 contract makes ``events.jsonl`` the durable record. Producers call ``emit``; subscribers
-(metrics, the control server's followers, tests) get the same dict synchronously. Owned by the
+(metrics, the control server's followers, tests) get the same dict synchronously; a
+subscriber's exception is reported, never raised into the emitter (a runner emits in the
+middle of its effects: an exception there would drop the effects after it, issue 15). Owned by the
 supervisor and used only from its event-loop thread, so it holds no lock.
 """
 
@@ -78,6 +80,9 @@ class EventBus:
         if path is not None:
             self._file = RotatingLog(path, max_bytes, backups)
         self._flush_scheduled = False
+        #: Told of a subscriber's exception (the supervisor reports it as trouble); without
+        #: it the exception propagates to the emitter.
+        self.on_subscriber_error: Callable[[Subscriber, Exception], None] | None = None
 
     def emit(self, event: str, service: str | None = None, **fields: Any) -> Event:
         """Record one event; ``level`` defaults to ``info`` (``alert`` for quarantine alerts)."""
@@ -90,7 +95,12 @@ class EventBus:
             self._pending.append(json.dumps(record, default=str) + "\n")
             self._schedule_flush()
         for subscriber in list(self._subscribers):
-            subscriber(record)
+            try:
+                subscriber(record)
+            except Exception as error:  # one broken subscriber must not drop the caller's next steps
+                if self.on_subscriber_error is None:
+                    raise
+                self.on_subscriber_error(subscriber, error)
         return record
 
     def _schedule_flush(self) -> None:

@@ -48,18 +48,30 @@ class RotatingLog:
         self._max_bytes = max_bytes
         self._backups = backups
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._file: BinaryIO = open_log_file(path)
-        self._size = self._file.tell()
+        self._file: BinaryIO | None = None  # None between a rotation's rename and its new file
+        self._size = 0
+        self._reopen()
 
     def write(self, data: bytes) -> None:
-        if self._size and self._size + len(data) > self._max_bytes:
+        if self._file is None:
+            self._reopen()  # the last rotation moved the file but could not open a new one
+        elif self._size and self._size + len(data) > self._max_bytes:
             self._rotate()
+        assert self._file is not None
         self._file.write(data)
         self._file.flush()
         self._size += len(data)
 
+    def _reopen(self) -> None:
+        self._file = open_log_file(self.path)
+        self._size = self._file.tell()
+
     def _rotate(self) -> None:
+        """Move the files up one and start a new one. If the new one cannot be opened (out of
+        descriptors), the next write opens it: the move is never done twice."""
+        assert self._file is not None
         self._file.close()
+        self._file = None
         if self._backups > 0:
             for index in range(self._backups - 1, 0, -1):
                 older = self.path.with_name(f"{self.path.name}.{index}")
@@ -68,15 +80,17 @@ class RotatingLog:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink(missing_ok=True)
-        self._file = open_log_file(self.path)
-        self._size = 0
+        self._reopen()
 
     def sync(self) -> None:
         """Flush to the disk (at shutdown: the last events must survive a power cut)."""
-        os.fsync(self._file.fileno())
+        if self._file is not None:
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def open_service_log(path: Path, max_bytes: int, backups: int) -> RotatingLog | str:

@@ -16,14 +16,12 @@ Subscribed to the bus by the supervisor, on its event-loop thread (no lock). The
 
 from __future__ import annotations
 
-import calendar
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mpsv3.engine.console import Console
+from mpsv3.engine.console import Console, utc_second
 from mpsv3.engine.logfile import RotatingLog
 
 __all__ = ["ConsoleDigest", "Reporter", "describe"]
@@ -35,8 +33,7 @@ _META = ("ts", "service", "event", "level")
 def event_seconds(ts: str) -> float | None:
     """Seconds since the epoch of an event's ``ts`` (``2026-11-24T17:08:00.123Z``)."""
     try:
-        whole = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
-        return whole + int(ts[20:23]) / 1000
+        return utc_second(ts[:19]) + int(ts[20:23]) / 1000
     except (TypeError, ValueError):
         return None
 

@@ -114,6 +114,7 @@ class Supervisor:
         on_stop_signals(loop, self.request_shutdown)  # first: a stop during start-up is clean
         self.bus = bus = self.chores.open_files()
         self.trouble = trouble = Trouble(bus)
+        bus.on_subscriber_error = trouble.subscriber_error
         loop.set_exception_handler(trouble.loop_handler)
         logging.getLogger("mpsv3").addHandler(trouble.logging_handler())
         self.containment = containment = platform.Containment(self.plan.name)

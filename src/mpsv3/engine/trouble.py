@@ -45,6 +45,10 @@ class Trouble:
             fields["where"] = _where(error)
         self._bus.emit("supervisor_error", service, **fields)
 
+    def subscriber_error(self, subscriber: Callable[..., Any], error: Exception) -> None:
+        """``EventBus.on_subscriber_error``: a failing subscriber is reported, the emit goes on."""
+        self.report(f"subscriber:{getattr(subscriber, '__qualname__', type(subscriber).__name__)}", error)
+
     def loop_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """``loop.set_exception_handler``: a callback's exception is reported, not printed."""
         error = context.get("exception") or context.get("message", "unknown error")
