@@ -10,24 +10,16 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textual.widgets import Checkbox, DataTable, Input, Static
 
-from mpsv3.control.protocol import NotRunning
+from mpsv3.control.protocol import InstanceRef, NotRunning
 from mpsv3.ui.app import MpsvUi
 from mpsv3.ui.screens import HelpScreen, SignalPrompt
 
 NOW = 1_795_000_000.0
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    state_dir: Path
-    path: Path
 
 
 def svc(sid: str, **extra: Any) -> dict[str, Any]:
@@ -67,7 +59,7 @@ class Supervisor:
 
 def run(tmp_path: Path, scenario: Callable[[MpsvUi, Any, Supervisor], Any]) -> Supervisor:
     supervisor = Supervisor()
-    app = MpsvUi(Target("mind", tmp_path, tmp_path / "services.yaml"), refresh_s=0.2, log_poll_s=0.1,
+    app = MpsvUi(InstanceRef("mind", tmp_path, tmp_path / "services.yaml"), refresh_s=0.2, log_poll_s=0.1,
                  request=supervisor, clock=lambda: NOW)
 
     async def drive() -> None:

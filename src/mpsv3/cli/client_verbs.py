@@ -13,25 +13,18 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from mpsv3.control.protocol import InstanceRef
 from mpsv3.errors import EXIT_CONFIG, ConfigInvalid, MpsvError
 
 __all__ = ["Target", "locate", "register"]
 
-
-@dataclass(frozen=True)
-class Target:
-    """The supervisor instance a client command talks to (a ``control.Instance``)."""
-
-    name: str
-    state_dir: Path
-    path: Path
-    service_ids: tuple[str, ...]
+#: The supervisor instance a client command talks to.
+Target = InstanceRef
 
 
 def locate(config_path: Path, assignments: Sequence[str]) -> Target:
@@ -52,16 +45,18 @@ def locate(config_path: Path, assignments: Sequence[str]) -> Target:
     if indexed is not None:
         if indexed.file_changed():
             click.echo(
-                f"mpsv3: note: {config_path} changed since instance '{indexed.name}' loaded it "
+                f"mpsv3: note: {config_path} changed since instance '{indexed.ref.name}' loaded it "
                 "(`mpsv3 reload` applies it)", err=True,
             )
-        return Target(indexed.name, indexed.state_dir, indexed.path, indexed.service_ids)
+        return indexed.ref
     from mpsv3.config.loader import load_config
 
     try:
         config = load_config(config_path, parse_overrides(assignments))
     except ConfigInvalid as exc:
-        loose = _loose_target(config_path)
+        from mpsv3.config.instance import locate_instance
+
+        loose = locate_instance(config_path)  # an invalid config may still name its instance
         if loose is None:
             raise
         click.echo(
@@ -73,16 +68,6 @@ def locate(config_path: Path, assignments: Sequence[str]) -> Target:
     return Target(
         config.name, Path(config.state_dir), config.path, tuple(item.spec.id for item in config.runnable())
     )
-
-
-def _loose_target(config_path: Path) -> Target | None:
-    """Name, state dir and service ids of a config that fails validation, when plain enough."""
-    from mpsv3.config.instance import locate_instance
-
-    found = locate_instance(config_path)
-    if found is None:
-        return None
-    return Target(found.name, found.state_dir, found.path, found.service_ids)
 
 
 def _ask(target: Target, message: dict[str, Any], timeout_s: float = 30.0) -> Any:

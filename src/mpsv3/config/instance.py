@@ -10,7 +10,6 @@ no interpolation (a value written with ``${...}`` cannot be recovered, so None).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,11 @@ from mpsv3.config.document import build
 from mpsv3.config.loader import read_config
 from mpsv3.config.resolve import default_name
 from mpsv3.config.schema import INSTANCE_NAME, MAX_ID_LENGTH
+from mpsv3.control.protocol import InstanceRef
 from mpsv3.errors import ConfigInvalid
 
 
-@dataclass(frozen=True)
-class InstanceLocation:
-    """What a client needs to find a supervisor: its name and state dir, and the ids written.
-
-    Attributes:
-        name: the instance name (``name:``, or the folder's name).
-        state_dir: the absolute state dir.
-        path: the config file, absolute.
-        service_ids: the ids written in ``services:`` (templates, not replicas).
-    """
-
-    name: str
-    state_dir: Path
-    path: Path
-    service_ids: tuple[str, ...]
-
-
-def locate_instance(path: Path | str) -> InstanceLocation | None:
+def locate_instance(path: Path | str) -> InstanceRef | None:
     """The instance ``path`` names when its name and state dir are plain, else None.
 
     Never raises for a bad file: a file that cannot be read or parsed, or whose ``name`` or
@@ -58,7 +41,7 @@ def locate_instance(path: Path | str) -> InstanceLocation | None:
         return None
     if "\0" in state_dir:
         return None
-    return InstanceLocation(
+    return InstanceRef(
         name,
         Path(os.path.normpath(absolute.parent / state_dir)),
         absolute,

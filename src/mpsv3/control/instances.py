@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mpsv3.control.protocol import InstanceRef
 from mpsv3.platform.dirs import read_private_file, runtime_dir, write_private_file
 
 INDEX = "instances"
@@ -26,19 +27,16 @@ INDEX = "instances"
 
 @dataclass(frozen=True)
 class IndexedInstance:
-    """One running instance as its supervisor recorded it (a ``control.Instance``)."""
+    """One running instance as its supervisor recorded it."""
 
-    name: str
-    state_dir: Path
-    path: Path
-    service_ids: tuple[str, ...]
+    ref: InstanceRef
     overrides: dict[str, str]
     config_stat: tuple[int, int]  # (size, mtime_ns) of the file when it was loaded
 
     def file_changed(self) -> bool:
         """The config file differs from what the supervisor runs (size or mtime)."""
         try:
-            info = self.path.stat()
+            info = self.ref.path.stat()
         except OSError:
             return True
         return (info.st_size, info.st_mtime_ns) != self.config_stat
@@ -94,10 +92,8 @@ def find(config: Path | str, overrides: dict[str, str]) -> IndexedInstance | Non
         return None
     e = chosen[0]
     stat = e.get("config_stat") or [0, 0]
-    return IndexedInstance(
-        str(e["name"]), Path(e["state_dir"]), Path(absolute), tuple(e.get("services", ())),
-        dict(e.get("overrides", {})), (int(stat[0]), int(stat[1])),
-    )
+    ref = InstanceRef(str(e["name"]), Path(e["state_dir"]), Path(absolute), tuple(e.get("services", ())))
+    return IndexedInstance(ref, dict(e.get("overrides", {})), (int(stat[0]), int(stat[1])))
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -49,11 +49,20 @@ class Instance(Protocol):
 
 @dataclass(frozen=True)
 class InstanceRef:
-    """A plain :class:`Instance`: what the supervisor and the client know of an instance."""
+    """A plain :class:`Instance`: what the supervisor and the client know of an instance.
+
+    Attributes:
+        name: the instance name (``name:``, or the config folder's name).
+        state_dir: the absolute state dir.
+        path: the config file, absolute.
+        service_ids: the services a client may name (for ``logs`` with no id); empty when
+            the caller does not need them.
+    """
 
     name: str
     state_dir: Path
     path: Path
+    service_ids: tuple[str, ...] = ()
 
 
 class NotRunning(MpsvError):
