@@ -22,6 +22,7 @@ import psutil
 import yaml
 
 from support import Event
+from support import wait_for as support_wait_for
 
 if TYPE_CHECKING:  # the plugin below is imported by pytest, which rewrites its asserts
     from conftest_production import ProductionStack
@@ -38,13 +39,8 @@ def of(events: list[Event], sid: str, name: str) -> list[Event]:
 
 
 def wait_for(what: str, condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    """``support.wait_for`` with this stack's longer default (a database restarts)."""
+    return support_wait_for(what, condition, timeout)
 
 
 def ok(result: Any) -> str:

@@ -49,13 +49,17 @@ def test_client_commands_import_nothing_heavy(make_stack: Any) -> None:
     assert stack.stop() == 0
 
 
+#: One service that does nothing.
+SLEEPER = """
+    version: 1
+    services:
+      - id: api
+        cmd: ["sleep", "300"]
+"""
+
+
 def test_the_supervisor_and_keeper_load_no_pydantic_tls_or_psutil(make_stack: Any) -> None:
-    stack: Stack = make_stack("""
-        version: 1
-        services:
-          - id: api
-            cmd: ["sleep", "300"]
-    """)
+    stack: Stack = make_stack(SLEEPER)
     keeper = stack.start().pid
     stack.wait_state("api", "ready")
     # Not `status`: it measures CPU and memory, for which the supervisor loads psutil on demand.
@@ -70,12 +74,7 @@ def test_the_supervisor_and_keeper_load_no_pydantic_tls_or_psutil(make_stack: An
 
 
 def test_the_supervisor_is_started_as_its_own_lean_process(make_stack: Any) -> None:
-    stack: Stack = make_stack("""
-        version: 1
-        services:
-          - id: api
-            cmd: ["sleep", "300"]
-    """)
+    stack: Stack = make_stack(SLEEPER)
     stack.start()
     stack.wait_state("api", "ready")
     status = stack.status()["supervisor"]

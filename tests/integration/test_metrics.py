@@ -148,22 +148,16 @@ def test_curl_output_parses(bus: EventBus, port: int) -> None:
         pytest.skip("curl is not installed")
     exporter = MetricsExporter(bus, ["db"])
     exporter.start("127.0.0.1", port)
+
+    def scrape() -> str:
+        return subprocess.run(
+            [curl, "-sf", f"http://127.0.0.1:{port}/metrics"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+
     try:
-        first = subprocess.run(
-            [curl, "-sf", f"http://127.0.0.1:{port}/metrics"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
+        first = scrape()
         bus.emit("restarting", "db", reason="crash")
-        second = subprocess.run(
-            [curl, "-sf", f"http://127.0.0.1:{port}/metrics"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
+        second = scrape()
     finally:
         exporter.stop()
     assert value(parse(first), "mpsv3_service_restarts_total", service="db", reason="crash") == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -102,13 +103,20 @@ def wait_none_alive(procs: list[psutil.Process], within: float) -> list[str]:
     return alive(procs)
 
 
-@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "no-cgroup"])
-def test_kill_9_of_the_supervisor_leaves_nothing_within_2_s(make_stack: Any, cgroups: bool) -> None:
+def started_hostile(
+    make_stack: Any, *, cgroups: bool, new_session: bool = False
+) -> tuple[Stack, subprocess.Popen[bytes], list[psutil.Process]]:
+    """The hostile stack up and ready: the stack, ``up``'s process, and every process of it."""
     stack = hostile_stack(make_stack, cgroups=cgroups)
-    up = stack.start()
+    up = stack.start(new_session=new_session)
     for sid in ("tree", "nobody", "wiped", "daemon"):
         stack.wait_state(sid, "ready")
-    procs = everything_of(stack, up.pid)
+    return stack, up, everything_of(stack, up.pid)
+
+
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "no-cgroup"])
+def test_kill_9_of_the_supervisor_leaves_nothing_within_2_s(make_stack: Any, cgroups: bool) -> None:
+    stack, up, procs = started_hostile(make_stack, cgroups=cgroups)
     supervisor = stack.status()["supervisor"]
     assert supervisor["pid"] == up.pid and supervisor["engine_pid"] != up.pid
     assert ("cgroup" in supervisor["containment"]) is cgroups
@@ -123,11 +131,7 @@ def test_kill_9_of_the_supervisor_leaves_nothing_within_2_s(make_stack: Any, cgr
 
 @pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup", "no-cgroup"])
 def test_kill_9_of_up_stops_the_stack_in_order(make_stack: Any, cgroups: bool) -> None:
-    stack = hostile_stack(make_stack, cgroups=cgroups)
-    up = stack.start()
-    for sid in ("tree", "nobody", "wiped", "daemon"):
-        stack.wait_state(sid, "ready")
-    procs = everything_of(stack, up.pid)
+    stack, up, procs = started_hostile(make_stack, cgroups=cgroups)
     up.send_signal(signal.SIGKILL)  # the keeper: what the operator started
     up.wait()
     stack.process = None
@@ -140,11 +144,7 @@ def test_kill_9_of_up_stops_the_stack_in_order(make_stack: Any, cgroups: bool) -
 def test_keeper_and_supervisor_killed_at_once_the_next_up_reclaims_first(
     make_stack: Any, cgroups: bool
 ) -> None:
-    stack = hostile_stack(make_stack, cgroups=cgroups)
-    up = stack.start(new_session=True)
-    for sid in ("tree", "nobody", "wiped", "daemon"):
-        stack.wait_state(sid, "ready")
-    procs = everything_of(stack, up.pid)
+    stack, _up, procs = started_hostile(make_stack, cgroups=cgroups, new_session=True)
     services = [p for p in procs if p.pid != stack.status()["supervisor"]["engine_pid"]]
     stack.kill_group()
     time.sleep(0.5)
