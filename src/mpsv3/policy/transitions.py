@@ -89,27 +89,26 @@ def _rules() -> Iterator[Rules]:
     yield Rules(restart=restart, stop=stop, watch=replace(watch, on_change="signal:SIGHUP"))
 
 
+#: The answer each effect is owed: it stays outstanding until that answer arrives.
+_AWAITS: dict[type, str] = {
+    CheckPorts: "ports", Spawn: "spawn", StartGate: "gate", StartLiveness: "liveness", StopTree: "stop",
+    ArmBackoff: "timer",
+}
+#: What cancelling effects take back.
+_CANCELS: dict[type, frozenset[str]] = {
+    CancelProbes: frozenset({"gate", "liveness"}), CancelBackoff: frozenset({"timer"}),
+}
+
+
 def _outstanding(before: Outstanding, effects: Iterable[Effect], answered: str | None) -> Outstanding:
     pending = set(before)
     if answered is not None:
         pending.discard(answered)
     for effect in effects:
-        if isinstance(effect, CheckPorts):
-            pending.add("ports")
-        elif isinstance(effect, Spawn):
-            pending.add("spawn")
-        elif isinstance(effect, StartGate):
-            pending.add("gate")
-        elif isinstance(effect, StartLiveness):
-            pending.add("liveness")
-        elif isinstance(effect, CancelProbes):
-            pending -= {"gate", "liveness"}
-        elif isinstance(effect, StopTree):
-            pending.add("stop")
-        elif isinstance(effect, ArmBackoff):
-            pending.add("timer")
-        elif isinstance(effect, CancelBackoff):
-            pending.discard("timer")
+        kind = type(effect)
+        if kind in _AWAITS:
+            pending.add(_AWAITS[kind])
+        pending -= _CANCELS.get(kind, frozenset())
     return frozenset(pending)
 
 
