@@ -22,6 +22,12 @@ import psutil
 SVC_VAR = "MPSV3_BENCH_SVC"
 RUN_VAR = "MPSV3_BENCH_RUN"
 
+#: Launchers a supervisor may exec through before the service's own program (mpsv3's child
+#: joins its cgroup in ``sh`` and sets its parent-death signal in ``setpriv``; honcho runs
+#: ``sh -c``): a marked process counts once it runs the program itself, so every peer is
+#: timed to the same point.
+LAUNCHERS = frozenset({b"sh", b"dash", b"bash", b"setpriv"})
+
 #: A new process whose environment still lacks the marker this long after we first saw it is
 #: not going to exec into one of our children (fork-to-exec takes microseconds).
 SETTLE_S = 2.0
@@ -89,6 +95,8 @@ class ProcessScanner:
             first = self._pending.setdefault(pid, now)
             service = _environ_value(pid, self._prefix)
             stat = _stat_fields(pid) if service is not None else None
+            if stat is not None and (_read(f"/proc/{pid}/comm") or b"").strip() in LAUNCHERS:
+                stat = None  # not the program yet: look again at the next scan
             if service is not None and stat is not None:
                 self._children[pid] = Child(pid, service, stat[1])
                 del self._pending[pid]

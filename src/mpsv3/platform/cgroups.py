@@ -7,9 +7,11 @@ environment). A cgroup loses none: whatever a service starts stays in its cgroup
 
 Where: under the supervisor's own cgroup, ``<ours>/mpsv3.<instance>/svc.<id>``, used only
 when that cgroup is writable by us (root, or a delegated subtree such as systemd's
-``Delegate=yes``); otherwise mpsv3 works without (``available`` says so). A child is born in
-its service's cgroup: the supervisor moves itself into it for the instant of the fork and
-back (two writes, about 0.1 ms), so nothing can run before it is contained.
+``Delegate=yes``); otherwise mpsv3 works without (``available`` says so). A child joins its
+service's cgroup before anything of the service runs: it writes itself in, then execs the
+service (``linux.joining_cgroup``). Only without setpriv does the supervisor move itself in
+for the instant of the fork and back (``born_in``): each move waits for the kernel's RCU
+grace period (7-15 ms), which is why the child, not the supervisor's loop, does the waiting.
 
 Every function reads or writes files under ``/sys/fs/cgroup``; nothing here signals a
 process that is not listed in one of our cgroups.
@@ -65,8 +67,9 @@ def home() -> Path | None:
 def born_in(cgroup: Path | None) -> Iterator[None]:
     """Within: this process (all its threads) is in ``cgroup``, so a child forked now is too.
 
-    Two writes to ``cgroup.procs`` (about 0.1 ms); outside the block we are back home. Without
-    a cgroup, or when the move is refused, nothing happens.
+    Two writes to ``cgroup.procs`` (the first waits for a grace period: 7-15 ms, during which
+    the loop waits too); outside the block we are back home. Without a cgroup, or when the
+    move is refused, nothing happens.
     """
     own = home()
     if cgroup is None or own is None:

@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mpsv3._lazy import lazy_module
 
@@ -279,12 +279,12 @@ async def spawn(
     if not argv:
         raise SpawnError("cannot start an empty command")
     identity = credentials(user, group) if user or group else {}
-    command, preexec = _launch_command(argv, cwd, env)
+    command, preexec, identity, enter = _launch(argv, cwd, env, identity, cgroup)
     start: Callable[..., Awaitable[Leader]] = start_leader
     if sys.platform == "linux" and linux.pidfd_supported():
         start = pidfd_leader.start_pidfd_leader
     try:
-        with _born_in(cgroup):
+        with _born_in(enter):
             proc = await start(
                 command, OUTPUT_LIMIT, cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec, **identity
             )
@@ -303,18 +303,28 @@ def _born_in(cgroup: Path | None) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()
 
 
-def _launch_command(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[list[str], Callable[[], None] | None]:
-    """The argv to exec and the ``preexec_fn``: Linux sets the parent-death signal."""
+def _launch(
+    argv: list[str], cwd: Path, env: dict[str, str], identity: dict[str, Any], cgroup: Path | None
+) -> tuple[list[str], Callable[[], None] | None, dict[str, Any], Path | None]:
+    """What to exec, the ``preexec_fn``, Popen's user keywords, and the cgroup the supervisor
+    must enter around the fork (None when there is none, or the child joins it itself).
+
+    Linux sets the parent-death signal. With util-linux's setpriv, the child is exec'd through
+    it rather than given a ``preexec_fn``: a ``preexec_fn`` forces a full fork of the
+    supervisor (2.5 ms) where the wrapper lets subprocess vfork (under 1 ms); the wrapper
+    reports a missing program only after the fork, so that is checked first. With a cgroup,
+    the child joins it itself (``linux.joining_cgroup``); without setpriv the supervisor enters
+    it around the fork.
+    """
     if sys.platform == "linux":
         wrapper = linux.pdeathsig_wrapper()
         if wrapper is None:
-            return argv, linux.pdeathsig_preexec(os.getpid())
-        # Exec through setpriv rather than a preexec_fn: a preexec_fn forces a full fork of the
-        # supervisor (2.5 ms) where the wrapper lets subprocess vfork (under 1 ms). The wrapper
-        # reports a missing program only after the fork, so check first.
+            return argv, linux.pdeathsig_preexec(os.getpid()), identity, cgroup
         _check_executable(argv, cwd, env)
-        return [*wrapper, *argv], None
-    return argv, None
+        if cgroup is None or cgroups.home() is None:
+            return [*wrapper, *argv], None, identity, None
+        return linux.joining_cgroup(cgroup, wrapper, identity, argv), None, {}, None
+    return argv, None, identity, None
 
 
 def prepare_supervisor(loop: asyncio.AbstractEventLoop) -> None:
