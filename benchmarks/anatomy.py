@@ -17,8 +17,11 @@ samples are ``workload: anatomy``, ``peer: mpsv3`` and never enter the compariso
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks import importtime
@@ -150,7 +153,43 @@ def respawn_events(ctx: Context, adapter: Mpsv3Adapter) -> None:
         elif kind == "spawned" and str(service) in pending:
             exited = pending.pop(str(service))
             gaps.append((event_time(str(event["ts"])) - exited).total_seconds())
-    ctx.record("anatomy", "mpsv3", part="respawn", exited_to_spawned_s=gaps)
+    ctx.record("anatomy", "mpsv3", part="respawn", exited_to_spawned_s=gaps, cgroup_move_s=cgroup_move_cost())
+
+
+def cgroup_move_cost(moves: int = 10, pause_s: float = 0.3) -> list[float]:
+    """The kernel's cost of one move into a cgroup: what a new service process pays to join
+    its own before it execs the service (``platform/linux.py``).
+
+    A sleeping process is moved into a fresh cgroup ``moves`` times, ``pause_s`` apart (as
+    respawns are spaced: back-to-back moves share one RCU grace period and look cheap).
+    Empty when no cgroup v2 hierarchy is writable here.
+    """
+    root = next((Path(p) for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup") if Path(p, "cgroup.procs").exists()
+                 and Path(p, "cgroup.subtree_control").exists()), None)
+    if root is None:
+        return []
+    target = root / f"mpsv3-bench-move-{os.getpid()}"
+    try:
+        target.mkdir()
+    except OSError:
+        return []
+    costs: list[float] = []
+    child = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
+    try:
+        for index in range(moves):
+            time.sleep(pause_s)
+            began = time.perf_counter()
+            (target if index % 2 == 0 else root).joinpath("cgroup.procs").write_text(str(child.pid))
+            costs.append(time.perf_counter() - began)
+    except OSError:
+        return []
+    finally:
+        child.kill()
+        child.wait()
+        time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            target.rmdir()
+    return costs
 
 
 def stop_split(adapter: Mpsv3Adapter, asked_wall: float) -> dict[str, Any]:

@@ -167,6 +167,14 @@ def respawn(results: dict[str, Any]) -> str:
             f"{fmt_s(median(gaps))} (millisecond stamps): reaping, the exit and backoff "
             "decisions and their events, then the spawn of the replacement"
         )
+    moves = [m for s in summary.anatomy(results, "respawn") for m in s.get("cgroup_move_s", [])]
+    if moves:
+        text += (
+            f"; then the replacement joins its cgroup before it execs the service, and one move "
+            f"into a cgroup costs p50 {fmt_s(median(moves))} on this kernel (an RCU grace "
+            "period; the benchmark moves a sleeping process 10 times, 0.3 s apart): "
+            "`MPSV3_CGROUPS=0` saves it and keeps the guarantees but one (README)"
+        )
     return text + "."
 
 

@@ -54,12 +54,17 @@ def test_names_announced_after_the_first_line_keep_the_width() -> None:
     assert first.index(b"|") == second.index(b"|") == len("hh:mm:ss mpsv3 ")
 
 
-def test_a_stamped_line_shows_its_own_local_time_and_loses_the_stamp() -> None:
-    stamp = "2026-12-01T15:04:05.123Z"
-    lines = run(["api"], [("api", f"{stamp} listening\nno stamp here\n".encode())])
-    utc = calendar.timegm(time.strptime("2026-12-01T15:04:05", "%Y-%m-%dT%H:%M:%S"))
-    assert lines[0] == f"{local(utc)} api   | listening".encode()
-    assert lines[1] == f"{local(NOW)} api   | no stamp here".encode()
+def test_a_line_shows_the_local_time_it_was_read_and_the_service_text_as_it_is() -> None:
+    out = io.BytesIO()
+    console = Console(out, colour=False, names=["api"], clock=lambda: NOW)
+    read_at = calendar.timegm(time.strptime("2026-12-01T15:04:05", "%Y-%m-%dT%H:%M:%S")) + 0.123
+    console.write_lines("api", b"listening\n2026-12-01T10:00:00.000Z its own stamp\n", at=read_at)
+    console.write_lines("api", b"no time given\n")
+    console.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"{local(read_at)} api   | listening".encode()
+    assert lines[1] == f"{local(read_at)} api   | 2026-12-01T10:00:00.000Z its own stamp".encode()
+    assert lines[2] == f"{local(NOW)} api   | no time given".encode()
 
 
 @pytest.mark.parametrize(

@@ -77,12 +77,13 @@ class OutputPump:
         if listener is not None:
             for line in lines.decode("utf-8", "replace").splitlines():
                 listener(line)
-        lines = stamp_lines(lines, self._clock())
+        now = self._clock()
+        stamped = stamp_lines(lines, now)
         try:
-            self._log.write(lines)
+            self._log.write(stamped)
         except OSError as exc:  # a full disk: the service must go on, the console still shows it
-            self.unwritten += len(lines)
+            self.unwritten += len(stamped)
             if self.on_error is not None:
                 self.on_error(exc)
         if self._console is not None:
-            self._console.write_lines(self._name, lines)
+            self._console.write_lines(self._name, lines, at=now)
