@@ -94,22 +94,29 @@ def _write(path: Path, text: str) -> None:
 
 
 def members(cgroup: Path) -> list[int]:
-    """The processes in ``cgroup`` and below it (empty when it is gone)."""
+    """The processes in ``cgroup`` and below it (empty when it is gone).
+
+    Read at every stop and every exit, several times per service: folders are found with
+    ``scandir`` (the entry's type, no ``stat`` per file of the folder).
+    """
     found: list[int] = []
-    for folder in _walk(cgroup):
-        with contextlib.suppress(OSError, ValueError):
-            found.extend(int(line) for line in (folder / "cgroup.procs").read_text().split())
+    for folder in _walk(str(cgroup)):
+        try:
+            with open(os.path.join(folder, "cgroup.procs"), "rb") as handle:
+                found.extend(int(pid) for pid in handle.read().split())
+        except (OSError, ValueError):
+            continue
     return found
 
 
-def _walk(cgroup: Path) -> Iterator[Path]:
-    if not cgroup.is_dir():
-        return
-    yield cgroup
-    with contextlib.suppress(OSError):
-        for child in cgroup.iterdir():
-            if child.is_dir():
-                yield from _walk(child)
+def _walk(folder: str) -> Iterator[str]:
+    try:
+        entries = [entry.path for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return  # gone (or never made)
+    yield folder
+    for child in entries:
+        yield from _walk(child)
 
 
 def kill(cgroup: Path) -> None:
@@ -126,9 +133,9 @@ def kill(cgroup: Path) -> None:
 
 def remove(cgroup: Path) -> None:
     """Remove ``cgroup`` and its children if they are empty (best effort)."""
-    for folder in sorted(_walk(cgroup), key=lambda p: len(p.parts), reverse=True):
+    for folder in sorted(_walk(str(cgroup)), key=lambda path: path.count(os.sep), reverse=True):
         with contextlib.suppress(OSError):
-            folder.rmdir()
+            os.rmdir(folder)
 
 
 class InstanceCgroups:
