@@ -96,11 +96,15 @@ class Supervisor:
         self._ctx: RunnerContext | None = None
         self.rollouts = Rollouts(self)
         self._stack_ready_sent = False
+        self._selected_of: tuple[StackPlan, DependencyGraph, frozenset[str]] | None = None
 
     @property
     def selected(self) -> set[str]:
-        """What ``up`` starts (and a reload starts when added)."""
-        return selected(self.plan, self.graph, self.only, self.profiles)
+        """What ``up`` starts (and a reload starts when added); computed once per plan (a
+        stack-ready check after every change walked the graph: O(N²) for a stack of N)."""
+        if self._selected_of is None or self._selected_of[0] is not self.plan or self._selected_of[1] is not self.graph:
+            self._selected_of = (self.plan, self.graph, frozenset(selected(self.plan, self.graph, self.only, self.profiles)))
+        return set(self._selected_of[2])
 
     # ------------------------------------------------------------------------- lifecycle
 
