@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 HERE = Path(__file__).resolve().parent
 CONTAINERS_CONF = HERE / "containers.conf"
 SUITE = "bookworm"
@@ -148,13 +150,17 @@ def _run(argv: Sequence[str], timeout: float) -> None:
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy; AssertionError after ``timeout``."""
+    """Poll ``check`` until it returns something truthy; AssertionError after ``timeout``.
+
+    A refused or reset HTTP connection (``httpx.HTTPError``, not an ``OSError``) is one more
+    "not yet": a restarted container answers a moment after it runs.
+    """
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         try:
             result = check()
-        except (OSError, ValueError, KeyError, AssertionError, subprocess.SubprocessError) as exc:
+        except (OSError, ValueError, KeyError, AssertionError, subprocess.SubprocessError, httpx.HTTPError) as exc:
             last = exc
         else:
             if result:
