@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import select
@@ -33,6 +34,8 @@ assert sys.platform == "linux"
 
 #: The longest a service may take to act on its stop signal once the supervisor is gone.
 SWEEP_GRACE_S = 1.0
+#: The longest the keeper waits for the instance's cgroups to empty so that it can remove them.
+REMOVE_WAIT_S = 2.0
 #: Forwarded to the supervisor: the keeper's PID is what a shell, systemd or ``kill`` sees.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 KEEPER_ENV = "MPSV3_KEEPER_PID"
@@ -260,14 +263,48 @@ def _cgroup_kill(cgroup: str) -> None:
 
 
 def _remove_empty(cgroup: str) -> None:
-    """rmdir the instance's cgroups, deepest first (only empty ones go)."""
+    """rmdir the instance's cgroups, deepest first.
+
+    A cgroup can still be populated here: a service process killed a moment ago that has
+    not finished exiting, or a new one that was joining its cgroup (the child moves itself
+    in, ``linux.joining_cgroup``) when the supervisor died and arrived after the sweep. Its
+    members are killed and waited for through ``cgroup.events`` (no polling), at most
+    ``REMOVE_WAIT_S`` for the whole instance.
+    """
+    deadline = time.monotonic() + REMOVE_WAIT_S
     with contextlib.suppress(OSError):
-        for child in sorted(os.listdir(cgroup), reverse=True):
-            inner = os.path.join(cgroup, child)
-            if os.path.isdir(inner):
-                with contextlib.suppress(OSError):
-                    os.rmdir(inner)
-        os.rmdir(cgroup)
+        inner = [os.path.join(cgroup, c) for c in sorted(os.listdir(cgroup)) if os.path.isdir(os.path.join(cgroup, c))]
+        for folder in [*inner, cgroup]:
+            _remove_one(folder, deadline)
+
+
+def _remove_one(folder: str, deadline: float) -> None:
+    while True:
+        _reap_all()
+        try:
+            os.rmdir(folder)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                return
+        _cgroup_kill(folder)
+        _wait_unpopulated(folder, deadline - time.monotonic())
+
+
+def _wait_unpopulated(folder: str, timeout: float) -> None:
+    """Until ``folder``'s ``cgroup.events`` says ``populated 0`` (the kernel signals every
+    change with POLLPRI), at most ``timeout``."""
+    end = time.monotonic() + max(timeout, 0.0)
+    with contextlib.suppress(OSError), open(os.path.join(folder, "cgroup.events"), "rb", buffering=0) as handle:
+        poller = select.poll()
+        poller.register(handle.fileno(), select.POLLPRI | select.POLLERR)
+        while True:
+            handle.seek(0)
+            remaining = end - time.monotonic()
+            if b"populated 0" in handle.read() or remaining <= 0:
+                return
+            poller.poll(max(1, int(remaining * 1000)))
+            _reap_all()
 
 
 def _read_record(path: str) -> dict[str, Any]:
