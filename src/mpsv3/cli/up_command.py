@@ -88,7 +88,7 @@ def acquire_lease(lease: platform.SingletonLease, name: str, wait_s: float = STO
     said = False
     while not lease.acquire():
         holder = lease.holder_pid()
-        if lease.holder_stopping() and time.monotonic() < deadline:
+        if (lease.holder_stopping() or _gone(holder)) and time.monotonic() < deadline:
             if not said:
                 sys.stderr.write(f"mpsv3: waiting for the previous supervisor (PID {holder}) to stop its services\n")
                 said = True
@@ -96,6 +96,17 @@ def acquire_lease(lease: platform.SingletonLease, name: str, wait_s: float = STO
             continue
         who = f"PID {holder}" if holder else "another process"
         raise MpsvError(f"instance '{name}' is already supervised by {who}", EXIT_TEMPFAIL)
+
+
+def _gone(holder: int | None) -> bool:
+    """The lease names a process that no longer exists: its keeper was killed a moment ago and
+    the supervisor that still holds the lease is about to say it is stopping (a race the
+    holder's own ``mark_stopping`` loses when the new ``up`` comes first)."""
+    if holder is None:
+        return False
+    import psutil  # only on a conflict: `up` starts without it
+
+    return not psutil.pid_exists(holder)
 
 
 def check_accounts(plan: StackPlan) -> None:

@@ -117,7 +117,10 @@ class SingletonLease:
                 from mpsv3.platform import linux  # only on a conflict: `up` starts without it
 
                 with contextlib.suppress(OSError):
-                    return linux.flock_holder(self.path)
+                    found = linux.flock_holder(self.path)
+                    if found is not None:
+                        return found
+                # Not in the table (a namespace that hides it): the probe and the file say.
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
